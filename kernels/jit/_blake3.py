@@ -1,0 +1,310 @@
+"""BLAKE3 (hash mode, 32-byte output) in numba, one input per SIMD lane.
+
+Inputs hashed together must have the same length, so they share one tree shape:
+a group of up to ``LANES`` rows runs chunk by chunk with the state held as
+``[words, lanes]`` uint32 arrays, and the compression loop over lanes has a
+straight-line body that LLVM vectorizes. Inputs of different lengths are
+sorted by length and hashed run by run (:func:`hash_var`).
+"""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+from numba import njit, prange
+
+from kernels.config import INLINE_OPTIONS, JIT_OPTIONS, LANES, PARALLEL_OPTIONS
+
+IV0 = np.uint32(0x6A09E667)
+IV1 = np.uint32(0xBB67AE85)
+IV2 = np.uint32(0x3C6EF372)
+IV3 = np.uint32(0xA54FF53A)
+IV4 = np.uint32(0x510E527F)
+IV5 = np.uint32(0x9B05688C)
+IV6 = np.uint32(0x1F83D9AB)
+IV7 = np.uint32(0x5BE0CD19)
+
+CHUNK_START = 1
+CHUNK_END = 2
+PARENT = 4
+ROOT = 8
+BLOCK_LEN = 64
+CHUNK_LEN = 1024
+if sys.byteorder != "little":  # words are read through uint32 views
+    raise ImportError("kernels.jit needs a little-endian machine")
+
+#: below this many rows a call stays on one thread
+PARALLEL_MIN_ROWS = 4 * LANES
+
+
+@njit(**INLINE_OPTIONS)
+def _rotr(x, n):
+    return np.uint32((x >> n) | (x << (32 - n)))
+
+
+@njit(**INLINE_OPTIONS)
+def _g(a, b, c, d, mx, my):
+    a = np.uint32(a + b + mx)
+    d = _rotr(np.uint32(d ^ a), 16)
+    c = np.uint32(c + d)
+    b = _rotr(np.uint32(b ^ c), 12)
+    a = np.uint32(a + b + my)
+    d = _rotr(np.uint32(d ^ a), 8)
+    c = np.uint32(c + d)
+    b = _rotr(np.uint32(b ^ c), 7)
+    return a, b, c, d
+
+
+@njit(**INLINE_OPTIONS)
+def _round(s, m):
+    s0, s4, s8, s12 = _g(s[0], s[4], s[8], s[12], m[0], m[1])
+    s1, s5, s9, s13 = _g(s[1], s[5], s[9], s[13], m[2], m[3])
+    s2, s6, s10, s14 = _g(s[2], s[6], s[10], s[14], m[4], m[5])
+    s3, s7, s11, s15 = _g(s[3], s[7], s[11], s[15], m[6], m[7])
+    s0, s5, s10, s15 = _g(s0, s5, s10, s15, m[8], m[9])
+    s1, s6, s11, s12 = _g(s1, s6, s11, s12, m[10], m[11])
+    s2, s7, s8, s13 = _g(s2, s7, s8, s13, m[12], m[13])
+    s3, s4, s9, s14 = _g(s3, s4, s9, s14, m[14], m[15])
+    return (s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14, s15)
+
+
+@njit(**INLINE_OPTIONS)
+def _permute(m):
+    return (m[2], m[6], m[3], m[10], m[7], m[0], m[4], m[13],
+            m[1], m[11], m[12], m[5], m[9], m[14], m[15], m[8])
+
+
+@njit(**JIT_OPTIONS)
+def _compress_lanes(st, nl, counter, block_len, flags):
+    """Compress lanes ``0..nl``: ``st`` is flat ``[24, LANES]`` uint32, rows 0-7 the
+    chaining value (updated in place), rows 8-23 the message block.
+
+    One flat array with constant row offsets lets LLVM prove the rows never
+    overlap, so the lane loop vectorizes without runtime alias checks.
+    """
+    clo = np.uint32(counter & 0xFFFFFFFF)
+    chi = np.uint32(counter >> 32)
+    bl = np.uint32(block_len)
+    fl = np.uint32(flags)
+    for l in range(nl):
+        s = (st[0 * LANES + l], st[1 * LANES + l], st[2 * LANES + l], st[3 * LANES + l],
+             st[4 * LANES + l], st[5 * LANES + l], st[6 * LANES + l], st[7 * LANES + l],
+             IV0, IV1, IV2, IV3, clo, chi, bl, fl)
+        w = (st[8 * LANES + l], st[9 * LANES + l], st[10 * LANES + l], st[11 * LANES + l],
+             st[12 * LANES + l], st[13 * LANES + l], st[14 * LANES + l], st[15 * LANES + l],
+             st[16 * LANES + l], st[17 * LANES + l], st[18 * LANES + l], st[19 * LANES + l],
+             st[20 * LANES + l], st[21 * LANES + l], st[22 * LANES + l], st[23 * LANES + l])
+        s = _round(s, w)
+        w = _permute(w)
+        s = _round(s, w)
+        w = _permute(w)
+        s = _round(s, w)
+        w = _permute(w)
+        s = _round(s, w)
+        w = _permute(w)
+        s = _round(s, w)
+        w = _permute(w)
+        s = _round(s, w)
+        w = _permute(w)
+        s = _round(s, w)
+        st[0 * LANES + l] = np.uint32(s[0] ^ s[8])
+        st[1 * LANES + l] = np.uint32(s[1] ^ s[9])
+        st[2 * LANES + l] = np.uint32(s[2] ^ s[10])
+        st[3 * LANES + l] = np.uint32(s[3] ^ s[11])
+        st[4 * LANES + l] = np.uint32(s[4] ^ s[12])
+        st[5 * LANES + l] = np.uint32(s[5] ^ s[13])
+        st[6 * LANES + l] = np.uint32(s[6] ^ s[14])
+        st[7 * LANES + l] = np.uint32(s[7] ^ s[15])
+
+
+@njit(**JIT_OPTIONS)
+def _set_iv(st, nl):
+    for l in range(nl):
+        st[0 * LANES + l] = IV0
+        st[1 * LANES + l] = IV1
+        st[2 * LANES + l] = IV2
+        st[3 * LANES + l] = IV3
+        st[4 * LANES + l] = IV4
+        st[5 * LANES + l] = IV5
+        st[6 * LANES + l] = IV6
+        st[7 * LANES + l] = IV7
+
+
+@njit(**JIT_OPTIONS)
+def _load_block(words, row_words, r0, nl, first, st):
+    """Message rows of ``st`` <- words ``first..first+16`` of rows ``r0..r0+nl``;
+    words past the end of a row (``row_words``) are the zero padding of the last block."""
+    for w in range(16):
+        base = (8 + w) * LANES
+        if first + w < row_words:
+            src = r0 * row_words + first + w
+            for l in range(nl):
+                st[base + l] = words[src + l * row_words]
+        else:
+            for l in range(nl):
+                st[base + l] = np.uint32(0)
+
+
+@njit(**JIT_OPTIONS)
+def _parent_into(st, left, nl, flags):
+    """Chaining value <- compress(IV, left || chaining value): a parent node."""
+    for i in range(8 * LANES):
+        st[8 * LANES + i] = left[i]
+        st[16 * LANES + i] = st[i]
+    _set_iv(st, nl)
+    _compress_lanes(st, nl, 0, BLOCK_LEN, flags)
+
+
+@njit(**JIT_OPTIONS)
+def _hash_group(words, row_words, n, r0, nl, out):
+    """Hash rows ``r0..r0+nl`` (each ``n`` bytes, ``row_words`` little-endian words,
+    zero padded) into ``out[R, 32]``."""
+    nchunks = max(1, (n + CHUNK_LEN - 1) // CHUNK_LEN)
+    depth_max = 1
+    while (1 << depth_max) < nchunks:
+        depth_max += 1
+    st = np.zeros(24 * LANES, dtype=np.uint32)
+    stack = np.empty((depth_max + 1, 8 * LANES), dtype=np.uint32)
+    depth = 0
+    for c in range(nchunks):
+        start = c * CHUNK_LEN
+        clen = min(CHUNK_LEN, n - start)
+        nblocks = max(1, (clen + BLOCK_LEN - 1) // BLOCK_LEN)
+        _set_iv(st, nl)
+        for b in range(nblocks):
+            blen = min(BLOCK_LEN, clen - b * BLOCK_LEN)
+            _load_block(words, row_words, r0, nl, (start + b * BLOCK_LEN) // 4, st)
+            flags = 0
+            if b == 0:
+                flags |= CHUNK_START
+            if b == nblocks - 1:
+                flags |= CHUNK_END
+                if nchunks == 1:
+                    flags |= ROOT
+            _compress_lanes(st, nl, c, blen, flags)
+        if c < nchunks - 1:
+            total = c + 1
+            while total & 1 == 0:
+                depth -= 1
+                _parent_into(st, stack[depth], nl, PARENT)
+                total >>= 1
+            for i in range(8 * LANES):
+                stack[depth, i] = st[i]
+            depth += 1
+    while depth > 0:
+        depth -= 1
+        _parent_into(st, stack[depth], nl, PARENT | ROOT if depth == 0 else PARENT)
+    out_words = out.reshape(out.shape[0] * 32).view(np.uint32)
+    for w in range(8):
+        for l in range(nl):
+            out_words[(r0 + l) * 8 + w] = st[w * LANES + l]
+
+
+@njit(**JIT_OPTIONS)
+def _as_words(data):
+    """``data[R, n]`` (C order) as little-endian words, one row after another.
+
+    Rows whose length is a multiple of 4 are read in place; others are copied
+    with zero padding to whole words.
+    """
+    rows, n = data.shape
+    if n % 4 == 0:
+        return data.reshape(rows * n).view(np.uint32), n // 4
+    row_words = (n + 3) // 4
+    buf = np.zeros(rows * row_words * 4, dtype=np.uint8)
+    for r in range(rows):
+        o = r * row_words * 4
+        for k in range(n):
+            buf[o + k] = data[r, k]
+    return buf.view(np.uint32), row_words
+
+
+@njit(**JIT_OPTIONS)
+def _hash_rows_serial(words, row_words, n, out):
+    rows = out.shape[0]
+    for r0 in range(0, rows, LANES):
+        _hash_group(words, row_words, n, r0, min(LANES, rows - r0), out)
+
+
+@njit(**PARALLEL_OPTIONS)
+def _hash_rows_parallel(words, row_words, n, out):
+    rows = out.shape[0]
+    groups = (rows + LANES - 1) // LANES
+    for g in prange(groups):
+        _hash_group_at(words, row_words, n, g, out)
+
+
+@njit(**JIT_OPTIONS)
+def _hash_group_at(words, row_words, n, g, out):
+    r0 = g * LANES
+    _hash_group(words, row_words, n, r0, min(LANES, out.shape[0] - r0), out)
+
+
+@njit(**JIT_OPTIONS)
+def hash_rows_into(data, out, parallel):
+    """BLAKE3 of each row of C-ordered ``data[R, n]`` into ``out[R, 32]`` (from numba)."""
+    words, row_words = _as_words(data)
+    n = data.shape[1]
+    if parallel and data.shape[0] >= PARALLEL_MIN_ROWS:
+        _hash_rows_parallel(words, row_words, n, out)
+    else:
+        _hash_rows_serial(words, row_words, n, out)
+
+
+@njit(**JIT_OPTIONS)
+def hash_var_into(buf, offsets, out, parallel):
+    """BLAKE3 of ``buf[offsets[i]:offsets[i+1]]`` for each i, grouped by length."""
+    count = offsets.shape[0] - 1
+    lengths = offsets[1:] - offsets[:-1]
+    order = np.argsort(lengths, kind="mergesort")
+    i = 0
+    while i < count:
+        n = lengths[order[i]]
+        j = i
+        while j < count and lengths[order[j]] == n:
+            j += 1
+        rows = np.empty((j - i, n), dtype=np.uint8)
+        for r in range(j - i):
+            src = offsets[order[i + r]]
+            for k in range(n):
+                rows[r, k] = buf[src + k]
+        digests = np.empty((j - i, 32), dtype=np.uint8)
+        hash_rows_into(rows, digests, parallel)
+        for r in range(j - i):
+            for k in range(32):
+                out[order[i + r], k] = digests[r, k]
+        i = j
+
+
+def _check_u8(arr: np.ndarray, ndim: int, name: str) -> None:
+    if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8:
+        raise TypeError(f"{name}: expected a numpy uint8 array")
+    if arr.ndim != ndim:
+        raise ValueError(f"{name}: expected {ndim} dimensions, got {arr.ndim}")
+
+
+def hash_rows(data: np.ndarray, parallel: bool = True) -> np.ndarray:
+    """BLAKE3 of each row of ``uint8[R, n]`` -> ``uint8[R, 32]``."""
+    _check_u8(data, 2, "data")
+    out = np.empty((data.shape[0], 32), dtype=np.uint8)
+    hash_rows_into(np.ascontiguousarray(data), out, parallel)
+    return out
+
+
+def hash_var(buf: np.ndarray, offsets: np.ndarray, parallel: bool = True) -> np.ndarray:
+    """BLAKE3 of each slice ``buf[offsets[i]:offsets[i+1]]`` -> ``uint8[len(offsets)-1, 32]``."""
+    _check_u8(buf, 1, "buf")
+    if not isinstance(offsets, np.ndarray) or offsets.dtype != np.int64 or offsets.ndim != 1:
+        raise TypeError("offsets: expected a 1-d numpy int64 array")
+    if offsets.shape[0] < 1 or offsets[0] != 0 or offsets[-1] != buf.shape[0] \
+            or np.any(offsets[1:] < offsets[:-1]):
+        raise ValueError("offsets: must start at 0, never decrease and end at len(buf)")
+    out = np.empty((offsets.shape[0] - 1, 32), dtype=np.uint8)
+    hash_var_into(buf, offsets, out, parallel)
+    return out
+
+
+def blake3_digest(data: bytes) -> bytes:
+    """BLAKE3 of one byte string (the scalar path: one lane)."""
+    arr = np.frombuffer(bytes(data), dtype=np.uint8).reshape(1, len(data))
+    return hash_rows(arr, parallel=False)[0].tobytes()

@@ -1,0 +1,140 @@
+"""Block validation of SPEC section 4: the rule bitmask of every block of a sequence."""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from kernels import constants as C
+from kernels.legacy.header import decode_header, hash_header
+from kernels.legacy.merkle import merkle_root
+from kernels.legacy.reveal import commitment, problem_hash, solution_hash, solution_ok
+
+Parent = tuple[int, bytes, int]  # (height, header hash, timestamp)
+
+
+@dataclass(frozen=True)
+class Block:
+    """One block as the rules see it: header bytes, transaction ids and its reveal."""
+
+    header: bytes
+    txids: Sequence[bytes]
+    numbers: Sequence[int]
+    target: int
+    indices: Sequence[int]
+
+
+def new_replay_state() -> set[bytes]:
+    """Commitment hashes seen so far; pass the same state along consecutive batches."""
+    return set()
+
+
+def _bad_float(x: float) -> bool:
+    return math.isnan(x) or math.isinf(x)
+
+
+def validate_block(block: Block, now: int, difficulty_target: bytes,
+                   parent: Parent | None, seen: set[bytes]) -> int:
+    """The rule bitmask of one block; ``seen`` holds earlier commitments and is updated."""
+    h = decode_header(block.header)
+    status = 0
+    if h["version"] not in C.SUPPORTED_VERSIONS:
+        status |= C.VERSION_UNSUPPORTED
+    ts = h["timestamp"]
+    if ts < 0:
+        status |= C.TIMESTAMP_NEGATIVE
+    if ts > now + C.FUTURE_DRIFT_SECONDS:  # exact integers, never wrapping
+        status |= C.TIMESTAMP_FUTURE
+    ws = h["work_score"]
+    if _bad_float(ws) or ws < 0.0:
+        status |= C.WORK_SCORE_INVALID
+    if _bad_float(h["time_asymmetry_ratio"]):
+        status |= C.TIME_ASYMMETRY_NONFINITE
+    sq = h["solution_quality"]
+    if _bad_float(sq) or sq < 0.0 or sq > 1.0:
+        status |= C.SOLUTION_QUALITY_INVALID
+    cw = h["complexity_weight"]
+    if _bad_float(cw) or cw < 0.0:
+        status |= C.COMPLEXITY_WEIGHT_INVALID
+    ee = h["energy_estimate_joules"]
+    if _bad_float(ee) or ee < 0.0:
+        status |= C.ENERGY_ESTIMATE_INVALID
+    if len(block.txids) > C.MAX_TRANSACTIONS:
+        status |= C.TOO_MANY_TRANSACTIONS
+    if h["transactions_root"] != merkle_root(block.txids):
+        status |= C.TX_ROOT_MISMATCH
+    if parent is not None:
+        p_height, p_hash, p_ts = parent
+        if h["height"] != p_height + 1:
+            status |= C.HEIGHT_NOT_SEQUENTIAL
+        if h["prev_hash"] != p_hash:
+            status |= C.PREV_HASH_MISMATCH
+        if ts < p_ts:
+            status |= C.TIMESTAMP_BEFORE_PARENT
+    if hash_header(block.header) >= difficulty_target:  # bytes compare = big-endian numbers
+        status |= C.DIFFICULTY_NOT_MET
+    ph = problem_hash(block.numbers, block.target)
+    if h["commitment_problem_hash"] != ph:
+        status |= C.PROBLEM_HASH_MISMATCH
+    expected = commitment(ph, h["prev_hash"], solution_hash(block.indices))  # type: ignore[arg-type]
+    if h["commitment_hash"] != expected:
+        status |= C.COMMITMENT_MISMATCH
+    if not solution_ok(block.numbers, block.target, block.indices):
+        status |= C.SOLUTION_INVALID
+    if h["commitment_hash"] in seen:
+        status |= C.COMMITMENT_REPLAY
+    seen.add(h["commitment_hash"])  # type: ignore[arg-type]
+    return status
+
+
+def validate_chain(blocks: Sequence[Block], now: int, difficulty_target: bytes,
+                   parent: Parent | None = None, seen: set[bytes] | None = None) -> list[int]:
+    """Bitmasks of consecutive blocks; each block is the parent of the next."""
+    if len(difficulty_target) != C.HASH_SIZE:
+        raise ValueError(f"difficulty_target: expected 32 bytes, got {len(difficulty_target)}")
+    seen = new_replay_state() if seen is None else seen
+    out = []
+    for block in blocks:
+        out.append(validate_block(block, now, difficulty_target, parent, seen))
+        h = decode_header(block.header)
+        parent = (h["height"], hash_header(block.header), h["timestamp"])  # type: ignore[assignment]
+    return out
+
+
+def _rows(values: np.ndarray, offsets: np.ndarray, name: str) -> list[list]:
+    if not isinstance(offsets, np.ndarray) or offsets.dtype != np.int64 or offsets.ndim != 1:
+        raise TypeError(f"{name} offsets: expected a 1-d numpy int64 array")
+    if offsets.shape[0] < 1 or offsets[0] != 0 or offsets[-1] != len(values) \
+            or bool(np.any(np.diff(offsets) < 0)):
+        raise ValueError(f"{name} offsets: must start at 0, never decrease and end at len({name})")
+    return [values[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]
+
+
+def validate_blocks(headers: np.ndarray, ids: np.ndarray, id_offsets: np.ndarray,
+                    numbers: np.ndarray, num_offsets: np.ndarray, targets: np.ndarray,
+                    indices: np.ndarray, idx_offsets: np.ndarray, *, now: int,
+                    difficulty_target: bytes, parent: Parent | None = None,
+                    replay: set[bytes] | None = None) -> np.ndarray:
+    """Batch form over CSR arrays: ``uint32[N]`` bitmasks."""
+    for name, arr, dtype, ndim in (("headers", headers, np.uint8, 2), ("ids", ids, np.uint8, 2),
+                                   ("numbers", numbers, np.int64, 1),
+                                   ("targets", targets, np.int64, 1),
+                                   ("indices", indices, np.uint64, 1)):
+        if not isinstance(arr, np.ndarray) or arr.dtype != dtype or arr.ndim != ndim:
+            raise TypeError(f"{name}: expected a {ndim}-d numpy {np.dtype(dtype).name} array")
+    if headers.shape[1] != C.HEADER_SIZE or ids.shape[1] != C.HASH_SIZE:
+        raise ValueError("headers must be [N, 276] and ids [T, 32]")
+    n = headers.shape[0]
+    txids = _rows([r.tobytes() for r in ids], id_offsets, "ids")
+    nums = _rows(numbers.tolist(), num_offsets, "numbers")
+    idxs = _rows(indices.tolist(), idx_offsets, "indices")
+    if not len(txids) == len(nums) == len(idxs) == targets.shape[0] == n:
+        raise ValueError("headers, ids, numbers, targets and indices must describe the same blocks")
+    blocks = [Block(headers[i].tobytes(), txids[i], nums[i], int(targets[i]), idxs[i])
+              for i in range(n)]
+    status = validate_chain(blocks, int(now), bytes(difficulty_target), parent, replay)
+    return np.array(status, dtype=np.uint32)
+
+
