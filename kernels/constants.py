@@ -1,6 +1,9 @@
 """Formats, rule bits and limits of SPEC.md v1: the only module both twins import."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import NamedTuple
+
 HASH_SIZE = 32
 HEADER_SIZE = 276
 
@@ -115,3 +118,17 @@ def tier_of(n_numbers: int) -> str:
 def rule_names(mask: int) -> list[str]:
     """Names of the rule bits set in ``mask``, lowest bit first."""
     return [name for bit, name in enumerate(RULE_NAMES) if mask >> bit & 1]
+
+
+class Block(NamedTuple):
+    """One block as the rules see it (the corpus row of SPEC section 6)."""
+
+    header: bytes
+    txids: Sequence[bytes]
+    numbers: Sequence[int]
+    target: int
+    indices: Sequence[int]
+
+
+#: the parent a block is checked against: (height, header hash, timestamp)
+Parent = tuple[int, bytes, int]

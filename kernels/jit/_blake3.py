@@ -131,15 +131,15 @@ def _set_iv(st, nl):
 
 
 @njit(**JIT_OPTIONS)
-def _load_block(words, row_words, r0, nl, first, st):
-    """Message rows of ``st`` <- words ``first..first+16`` of rows ``r0..r0+nl``;
-    words past the end of a row (``row_words``) are the zero padding of the last block."""
+def _load_block(words, starts, nwords, i0, nl, first, st):
+    """Message rows of ``st`` <- words ``first..first+16`` of inputs ``i0..i0+nl``
+    (input i is ``words[starts[i]:starts[i] + nwords]``); words past ``nwords`` are the
+    zero padding of the last block."""
     for w in range(16):
         base = (8 + w) * LANES
-        if first + w < row_words:
-            src = r0 * row_words + first + w
+        if first + w < nwords:
             for l in range(nl):
-                st[base + l] = words[src + l * row_words]
+                st[base + l] = words[starts[i0 + l] + first + w]
         else:
             for l in range(nl):
                 st[base + l] = np.uint32(0)
@@ -156,9 +156,10 @@ def _parent_into(st, left, nl, flags):
 
 
 @njit(**JIT_OPTIONS)
-def _hash_group(words, row_words, n, r0, nl, out):
-    """Hash rows ``r0..r0+nl`` (each ``n`` bytes, ``row_words`` little-endian words,
-    zero padded) into ``out[R, 32]``."""
+def _hash_group(words, starts, n, dest, i0, nl, out_words):
+    """Hash inputs ``i0..i0+nl`` (each ``n`` bytes at word offset ``starts[i]``, the
+    bytes past ``n`` in its last word zero) into ``out_words[8 * dest[i]:][:8]``."""
+    nwords = (n + 3) // 4
     nchunks = max(1, (n + CHUNK_LEN - 1) // CHUNK_LEN)
     depth_max = 1
     while (1 << depth_max) < nchunks:
@@ -173,7 +174,7 @@ def _hash_group(words, row_words, n, r0, nl, out):
         _set_iv(st, nl)
         for b in range(nblocks):
             blen = min(BLOCK_LEN, clen - b * BLOCK_LEN)
-            _load_block(words, row_words, r0, nl, (start + b * BLOCK_LEN) // 4, st)
+            _load_block(words, starts, nwords, i0, nl, (start + b * BLOCK_LEN) // 4, st)
             flags = 0
             if b == 0:
                 flags |= CHUNK_START
@@ -194,10 +195,39 @@ def _hash_group(words, row_words, n, r0, nl, out):
     while depth > 0:
         depth -= 1
         _parent_into(st, stack[depth], nl, PARENT | ROOT if depth == 0 else PARENT)
-    out_words = out.reshape(out.shape[0] * 32).view(np.uint32)
     for w in range(8):
         for l in range(nl):
-            out_words[(r0 + l) * 8 + w] = st[w * LANES + l]
+            out_words[dest[i0 + l] * 8 + w] = st[w * LANES + l]
+
+
+@njit(**JIT_OPTIONS)
+def _hash_serial(words, starts, n, dest, out_words):
+    count = starts.shape[0]
+    for i0 in range(0, count, LANES):
+        _hash_group(words, starts, n, dest, i0, min(LANES, count - i0), out_words)
+
+
+@njit(**JIT_OPTIONS)
+def _hash_group_at(words, starts, n, dest, g, out_words):
+    i0 = g * LANES
+    _hash_group(words, starts, n, dest, i0, min(LANES, starts.shape[0] - i0), out_words)
+
+
+@njit(**PARALLEL_OPTIONS)
+def _hash_parallel(words, starts, n, dest, out_words):
+    groups = (starts.shape[0] + LANES - 1) // LANES
+    for g in prange(groups):
+        _hash_group_at(words, starts, n, dest, g, out_words)
+
+
+@njit(**JIT_OPTIONS)
+def hash_words_into(words, starts, n, dest, out_words, parallel):
+    """BLAKE3 of ``n``-byte inputs at word offsets ``starts`` of ``words``; digest i
+    goes to words ``8 * dest[i]..8 * dest[i] + 8`` of ``out_words`` (from numba)."""
+    if parallel and starts.shape[0] >= PARALLEL_MIN_ROWS:
+        _hash_parallel(words, starts, n, dest, out_words)
+    else:
+        _hash_serial(words, starts, n, dest, out_words)
 
 
 @njit(**JIT_OPTIONS)
@@ -220,59 +250,31 @@ def _as_words(data):
 
 
 @njit(**JIT_OPTIONS)
-def _hash_rows_serial(words, row_words, n, out):
-    rows = out.shape[0]
-    for r0 in range(0, rows, LANES):
-        _hash_group(words, row_words, n, r0, min(LANES, rows - r0), out)
-
-
-@njit(**PARALLEL_OPTIONS)
-def _hash_rows_parallel(words, row_words, n, out):
-    rows = out.shape[0]
-    groups = (rows + LANES - 1) // LANES
-    for g in prange(groups):
-        _hash_group_at(words, row_words, n, g, out)
-
-
-@njit(**JIT_OPTIONS)
-def _hash_group_at(words, row_words, n, g, out):
-    r0 = g * LANES
-    _hash_group(words, row_words, n, r0, min(LANES, out.shape[0] - r0), out)
-
-
-@njit(**JIT_OPTIONS)
 def hash_rows_into(data, out, parallel):
     """BLAKE3 of each row of C-ordered ``data[R, n]`` into ``out[R, 32]`` (from numba)."""
     words, row_words = _as_words(data)
-    n = data.shape[1]
-    if parallel and data.shape[0] >= PARALLEL_MIN_ROWS:
-        _hash_rows_parallel(words, row_words, n, out)
-    else:
-        _hash_rows_serial(words, row_words, n, out)
+    rows = data.shape[0]
+    starts = np.arange(rows) * row_words
+    dest = np.arange(rows)
+    hash_words_into(words, starts, data.shape[1], dest, out.reshape(rows * 32).view(np.uint32),
+                    parallel)
 
 
 @njit(**JIT_OPTIONS)
-def hash_var_into(buf, offsets, out, parallel):
-    """BLAKE3 of ``buf[offsets[i]:offsets[i+1]]`` for each i, grouped by length."""
-    count = offsets.shape[0] - 1
-    lengths = offsets[1:] - offsets[:-1]
+def hash_var_into(words, starts, lengths, out, parallel):
+    """BLAKE3 of inputs of any lengths (``lengths[i]`` bytes at word offset ``starts[i]``,
+    zero padded to a whole word) into ``out[R, 32]``: equal lengths share lanes."""
+    count = starts.shape[0]
     order = np.argsort(lengths, kind="mergesort")
+    sorted_starts = starts[order]
+    out_words = out.reshape(count * 32).view(np.uint32)
     i = 0
     while i < count:
         n = lengths[order[i]]
         j = i
         while j < count and lengths[order[j]] == n:
             j += 1
-        rows = np.empty((j - i, n), dtype=np.uint8)
-        for r in range(j - i):
-            src = offsets[order[i + r]]
-            for k in range(n):
-                rows[r, k] = buf[src + k]
-        digests = np.empty((j - i, 32), dtype=np.uint8)
-        hash_rows_into(rows, digests, parallel)
-        for r in range(j - i):
-            for k in range(32):
-                out[order[i + r], k] = digests[r, k]
+        hash_words_into(words, sorted_starts[i:j], n, order[i:j], out_words, parallel)
         i = j
 
 
@@ -288,19 +290,6 @@ def hash_rows(data: np.ndarray, parallel: bool = True) -> np.ndarray:
     _check_u8(data, 2, "data")
     out = np.empty((data.shape[0], 32), dtype=np.uint8)
     hash_rows_into(np.ascontiguousarray(data), out, parallel)
-    return out
-
-
-def hash_var(buf: np.ndarray, offsets: np.ndarray, parallel: bool = True) -> np.ndarray:
-    """BLAKE3 of each slice ``buf[offsets[i]:offsets[i+1]]`` -> ``uint8[len(offsets)-1, 32]``."""
-    _check_u8(buf, 1, "buf")
-    if not isinstance(offsets, np.ndarray) or offsets.dtype != np.int64 or offsets.ndim != 1:
-        raise TypeError("offsets: expected a 1-d numpy int64 array")
-    if offsets.shape[0] < 1 or offsets[0] != 0 or offsets[-1] != buf.shape[0] \
-            or np.any(offsets[1:] < offsets[:-1]):
-        raise ValueError("offsets: must start at 0, never decrease and end at len(buf)")
-    out = np.empty((offsets.shape[0] - 1, 32), dtype=np.uint8)
-    hash_var_into(buf, offsets, out, parallel)
     return out
 
 

@@ -9,6 +9,9 @@ from blake3 import blake3
 
 from kernels.constants import HASH_SIZE, HEADER_FIELDS, HEADER_SIZE
 
+__all__ = ["decode_header", "decode_headers", "encode_header", "encode_headers", "hash_header",
+           "hash_headers"]
+
 _STRUCT = {"u32": "<I", "u64": "<Q", "i64": "<q", "f64": "<d"}
 _NUMPY = {"u32": np.uint32, "u64": np.uint64, "i64": np.int64, "f64": np.float64}
 

@@ -8,6 +8,8 @@ from blake3 import blake3
 
 from kernels.constants import HASH_SIZE
 
+__all__ = ["merkle_root", "merkle_roots", "merkle_tree"]
+
 
 def _h(data: bytes) -> bytes:
     return blake3(data).digest()

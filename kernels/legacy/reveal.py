@@ -10,6 +10,9 @@ from blake3 import blake3
 from kernels.constants import (
     HASH_SIZE, I64_MAX, I64_MIN, MAX_REVEAL_ITEMS, MIN_NUMBERS, SUBSET_SUM_VARIANT)
 
+__all__ = ["check_solutions", "commitment", "problem_bytes", "problem_hash", "reveal_hashes",
+           "solution_bytes", "solution_hash", "solution_ok"]
+
 
 def problem_bytes(numbers: Sequence[int], target: int) -> bytes:
     """bincode of ``SubsetSum { numbers, target }``: u32 0, u64 len, i64 each, i64 target."""

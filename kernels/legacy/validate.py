@@ -3,27 +3,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from kernels import constants as C
+from kernels.constants import Block, Parent
 from kernels.legacy.header import decode_header, hash_header
 from kernels.legacy.merkle import merkle_root
 from kernels.legacy.reveal import commitment, problem_hash, solution_hash, solution_ok
 
-Parent = tuple[int, bytes, int]  # (height, header hash, timestamp)
-
-
-@dataclass(frozen=True)
-class Block:
-    """One block as the rules see it: header bytes, transaction ids and its reveal."""
-
-    header: bytes
-    txids: Sequence[bytes]
-    numbers: Sequence[int]
-    target: int
-    indices: Sequence[int]
+__all__ = ["Block", "Parent", "new_replay_state", "validate_block", "validate_blocks",
+           "validate_chain"]
 
 
 def new_replay_state() -> set[bytes]:

@@ -1,0 +1,142 @@
+"""Transaction merkle roots (SPEC section 2) of many blocks at once.
+
+Each level of every block in the batch is hashed in one lane-parallel call:
+first all pairs ``H(a || b)`` (64-byte inputs read in place from the level
+array), then all odd nodes ``H(last)`` (32-byte inputs).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from numba import njit
+
+from kernels.config import JIT_OPTIONS
+from kernels.constants import HASH_SIZE
+from kernels.jit._blake3 import hash_rows_into, hash_words_into
+from kernels.jit._selftest import ensure_ready
+
+__all__ = ["merkle_root", "merkle_roots", "merkle_tree"]
+
+
+@njit(**JIT_OPTIONS)
+def _next_level(level, start, count, parallel):
+    """Hash one level of every block whose node count is above 1."""
+    nblocks = count.shape[0]
+    pairs = 0
+    odd = 0
+    for b in range(nblocks):
+        if count[b] > 1:
+            pairs += count[b] // 2
+            odd += count[b] & 1
+    nxt = np.empty((pairs + odd, 32), dtype=np.uint8)
+    pair_starts = np.empty(pairs, dtype=np.int64)
+    pair_dest = np.empty(pairs, dtype=np.int64)
+    odd_starts = np.empty(odd, dtype=np.int64)
+    odd_dest = np.empty(odd, dtype=np.int64)
+    p = 0
+    o = 0
+    row = 0
+    for b in range(nblocks):
+        c = count[b]
+        if c <= 1:
+            continue
+        first = start[b]
+        start[b] = row
+        for i in range(c // 2):
+            pair_starts[p] = (first + 2 * i) * 8  # word offset of node 2i; 2i+1 follows it
+            pair_dest[p] = row
+            p += 1
+            row += 1
+        if c & 1:
+            odd_starts[o] = (first + c - 1) * 8
+            odd_dest[o] = row
+            o += 1
+            row += 1
+        count[b] = c // 2 + (c & 1)
+    words = level.reshape(level.shape[0] * 32).view(np.uint32)
+    out_words = nxt.reshape(nxt.shape[0] * 32).view(np.uint32)
+    hash_words_into(words, pair_starts, 64, pair_dest, out_words, parallel)
+    hash_words_into(words, odd_starts, 32, odd_dest, out_words, parallel)
+    return nxt
+
+
+@njit(**JIT_OPTIONS)
+def _merkle_roots(ids, offsets, out, parallel):
+    nblocks = offsets.shape[0] - 1
+    level = np.empty((ids.shape[0], 32), dtype=np.uint8)
+    hash_rows_into(ids, level, parallel)  # leaves: every id hashed once more
+    start = offsets[:-1].copy()
+    count = offsets[1:] - offsets[:-1]
+    out[:, :] = 0  # an empty block's root is 32 zero bytes
+    active = _take_roots(level, start, count, out)
+    while active > 0:
+        level = _next_level(level, start, count, parallel)
+        active = _take_roots(level, start, count, out)
+
+
+@njit(**JIT_OPTIONS)
+def _take_roots(level, start, count, out):
+    """Copy the root of every block that just reached one node; retire it. Returns
+    how many blocks still have more than one node."""
+    active = 0
+    for b in range(count.shape[0]):
+        if count[b] == 1:
+            for k in range(32):
+                out[b, k] = level[start[b], k]
+            count[b] = 0
+        elif count[b] > 1:
+            active += 1
+    return active
+
+
+def _check_csr(ids: np.ndarray, offsets: np.ndarray) -> None:
+    if not isinstance(ids, np.ndarray) or ids.dtype != np.uint8:
+        raise TypeError("ids: expected a numpy uint8 array")
+    if ids.ndim != 2 or ids.shape[1] != HASH_SIZE:
+        raise ValueError(f"ids: expected shape [T, 32], got {list(ids.shape)}")
+    if not isinstance(offsets, np.ndarray) or offsets.dtype != np.int64 or offsets.ndim != 1:
+        raise TypeError("offsets: expected a 1-d numpy int64 array")
+    if offsets.shape[0] < 1 or offsets[0] != 0 or offsets[-1] != ids.shape[0] \
+            or bool(np.any(offsets[1:] < offsets[:-1])):
+        raise ValueError("offsets: must start at 0, never decrease and end at len(ids)")
+
+
+def merkle_roots(ids: np.ndarray, offsets: np.ndarray, parallel: bool = True) -> np.ndarray:
+    """CSR ids ``uint8[T, 32]`` with ``offsets[N+1]`` -> roots ``uint8[N, 32]``."""
+    _check_csr(ids, offsets)
+    ensure_ready()
+    out = np.empty((offsets.shape[0] - 1, HASH_SIZE), dtype=np.uint8)
+    _merkle_roots(np.ascontiguousarray(ids), offsets, out, parallel)
+    return out
+
+
+def _as_ids(txids: Sequence[bytes]) -> np.ndarray:
+    for i, t in enumerate(txids):
+        if len(t) != HASH_SIZE:
+            raise ValueError(f"txids[{i}]: expected {HASH_SIZE} bytes, got {len(t)}")
+    return np.frombuffer(b"".join(bytes(t) for t in txids), dtype=np.uint8).reshape(-1, HASH_SIZE)
+
+
+def merkle_root(txids: Sequence[bytes]) -> bytes:
+    """The root of one list of 32-byte ids."""
+    ids = _as_ids(txids)
+    offsets = np.array([0, ids.shape[0]], dtype=np.int64)
+    return merkle_roots(ids, offsets, parallel=False)[0].tobytes()
+
+
+def merkle_tree(txids: Sequence[bytes]) -> list[list[bytes]]:
+    """Every level of one tree, leaves first (for locating where two trees diverge)."""
+    ids = _as_ids(txids)
+    if ids.shape[0] == 0:
+        return []
+    ensure_ready()
+    level = np.empty_like(ids)
+    hash_rows_into(ids, level, False)
+    levels = [level]
+    start = np.zeros(1, dtype=np.int64)
+    count = np.array([ids.shape[0]], dtype=np.int64)
+    while count[0] > 1:
+        level = _next_level(level, start, count, False)
+        levels.append(level)
+    return [[row.tobytes() for row in lv] for lv in levels]

@@ -1,0 +1,205 @@
+"""Subset-sum reveals (SPEC section 3) in batches: encodings built as words in
+numba, hashed with equal lengths sharing SIMD lanes, and the subset-sum check."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from numba import njit, prange
+
+from kernels.config import JIT_OPTIONS, PARALLEL_OPTIONS
+from kernels.constants import HASH_SIZE, MAX_REVEAL_ITEMS, MIN_NUMBERS
+from kernels.jit._blake3 import hash_rows_into, hash_var_into
+from kernels.jit._selftest import ensure_ready
+
+__all__ = ["check_solutions", "commitment", "problem_bytes", "problem_hash", "reveal_hashes",
+           "solution_bytes", "solution_hash", "solution_ok"]
+
+I64_MAX = np.int64(np.iinfo(np.int64).max)
+I64_MIN = np.int64(np.iinfo(np.int64).min)
+
+
+@njit(**JIT_OPTIONS)
+def _encode(values, offsets, targets, with_target):
+    """bincode words of every list: u32 variant 0, u64 length, 8-byte items[, i64 target].
+
+    Returns (words, word offset of each encoding, byte length of each encoding).
+    """
+    n = offsets.shape[0] - 1
+    starts = np.empty(n, dtype=np.int64)
+    lengths = np.empty(n, dtype=np.int64)
+    extra = 2 if with_target else 0
+    total = 0
+    for b in range(n):
+        k = offsets[b + 1] - offsets[b]
+        starts[b] = total
+        lengths[b] = 4 * (3 + 2 * k + extra)
+        total += 3 + 2 * k + extra
+    words = np.empty(total, dtype=np.uint32)
+    for b in range(n):
+        k = offsets[b + 1] - offsets[b]
+        w = starts[b]
+        words[w] = np.uint32(0)
+        words[w + 1] = np.uint32(k & 0xFFFFFFFF)
+        words[w + 2] = np.uint32(k >> 32)
+        w += 3
+        for j in range(offsets[b], offsets[b + 1]):
+            bits = np.uint64(values[j])
+            words[w] = np.uint32(bits & np.uint64(0xFFFFFFFF))
+            words[w + 1] = np.uint32(bits >> np.uint64(32))
+            w += 2
+        if with_target:
+            bits = np.uint64(targets[b])
+            words[w] = np.uint32(bits & np.uint64(0xFFFFFFFF))
+            words[w + 1] = np.uint32(bits >> np.uint64(32))
+    return words, starts, lengths
+
+
+@njit(**JIT_OPTIONS)
+def _reveal_hashes_into(numbers, num_offsets, targets, indices, idx_offsets, salts,
+                       problem, solution, commit, parallel):
+    """Problem hashes, solution hashes and commitments of every block (from numba)."""
+    words, starts, lengths = _encode(numbers, num_offsets, targets, True)
+    hash_var_into(words, starts, lengths, problem, parallel)
+    words, starts, lengths = _encode(indices, idx_offsets, targets, False)
+    hash_var_into(words, starts, lengths, solution, parallel)
+    n = targets.shape[0]
+    joined = np.empty((n, 96), dtype=np.uint8)
+    for b in range(n):
+        for k in range(32):
+            joined[b, k] = problem[b, k]
+            joined[b, 32 + k] = salts[b, k]
+            joined[b, 64 + k] = solution[b, k]
+    hash_rows_into(joined, commit, parallel)
+
+
+@njit(**JIT_OPTIONS)
+def _solution_ok(numbers, lo, hi, target, indices, ilo, ihi):
+    k = hi - lo
+    if k < MIN_NUMBERS or k > MAX_REVEAL_ITEMS or ihi - ilo > MAX_REVEAL_ITEMS:
+        return False
+    used = np.zeros(k, dtype=np.bool_)
+    total = np.int64(0)
+    for j in range(ilo, ihi):
+        idx = indices[j]
+        if idx >= np.uint64(k):  # compare as u64: never through a float
+            return False
+        i = np.int64(idx)
+        if used[i]:
+            return False
+        used[i] = True
+        x = numbers[lo + i]
+        if (x > 0 and total > I64_MAX - x) or (x < 0 and total < I64_MIN - x):
+            return False  # an intermediate i64 overflow makes the solution incorrect
+        total += x
+    return total == target
+
+
+@njit(**PARALLEL_OPTIONS)
+def _check_solutions_into(numbers, num_offsets, targets, indices, idx_offsets, out):
+    for b in prange(targets.shape[0]):
+        out[b] = _solution_ok(numbers, num_offsets[b], num_offsets[b + 1], targets[b],
+                              indices, idx_offsets[b], idx_offsets[b + 1])
+
+
+def _check(arr: np.ndarray, dtype: type, ndim: int, name: str) -> None:
+    if not isinstance(arr, np.ndarray) or arr.dtype != dtype:
+        raise TypeError(f"{name}: expected a numpy {np.dtype(dtype).name} array")
+    if arr.ndim != ndim:
+        raise ValueError(f"{name}: expected {ndim} dimensions, got {arr.ndim}")
+
+
+def _check_offsets(offsets: np.ndarray, length: int, name: str) -> None:
+    _check(offsets, np.int64, 1, name)
+    if offsets.shape[0] < 1 or offsets[0] != 0 or offsets[-1] != length \
+            or bool(np.any(offsets[1:] < offsets[:-1])):
+        raise ValueError(f"{name}: must start at 0, never decrease and end at the item count")
+
+
+def _check_reveals(numbers, num_offsets, targets, indices, idx_offsets) -> None:
+    _check(numbers, np.int64, 1, "numbers")
+    _check(targets, np.int64, 1, "targets")
+    _check(indices, np.uint64, 1, "indices")
+    _check_offsets(num_offsets, numbers.shape[0], "num_offsets")
+    _check_offsets(idx_offsets, indices.shape[0], "idx_offsets")
+    n = targets.shape[0]
+    if num_offsets.shape[0] != n + 1 or idx_offsets.shape[0] != n + 1:
+        raise ValueError("num_offsets, idx_offsets and targets must describe the same blocks")
+
+
+def reveal_hashes(numbers: np.ndarray, num_offsets: np.ndarray, targets: np.ndarray,
+                  indices: np.ndarray, idx_offsets: np.ndarray, salts: np.ndarray,
+                  parallel: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(problem hashes, solution hashes, commitments), each ``uint8[N, 32]``."""
+    _check_reveals(numbers, num_offsets, targets, indices, idx_offsets)
+    _check(salts, np.uint8, 2, "salts")
+    n = targets.shape[0]
+    if salts.shape != (n, HASH_SIZE):
+        raise ValueError(f"salts: expected shape [{n}, 32], got {list(salts.shape)}")
+    ensure_ready()
+    out = np.empty((3, n, HASH_SIZE), dtype=np.uint8)
+    _reveal_hashes_into(numbers, num_offsets, targets, indices, idx_offsets,
+                       np.ascontiguousarray(salts), out[0], out[1], out[2], parallel)
+    return out[0], out[1], out[2]
+
+
+def check_solutions(numbers: np.ndarray, num_offsets: np.ndarray, targets: np.ndarray,
+                    indices: np.ndarray, idx_offsets: np.ndarray) -> np.ndarray:
+    """``bool[N]``: is each block's reveal a correct subset-sum solution."""
+    _check_reveals(numbers, num_offsets, targets, indices, idx_offsets)
+    out = np.empty(targets.shape[0], dtype=np.bool_)
+    _check_solutions_into(numbers, num_offsets, targets, indices, idx_offsets, out)
+    return out
+
+
+def _one(values: Sequence[int], dtype: type) -> tuple[np.ndarray, np.ndarray]:
+    arr = np.array(list(values), dtype=dtype) if len(values) else np.zeros(0, dtype=dtype)
+    return arr, np.array([0, arr.shape[0]], dtype=np.int64)
+
+
+def problem_bytes(numbers: Sequence[int], target: int) -> bytes:
+    nums, offs = _one(numbers, np.int64)
+    words, _, _ = _encode(nums, offs, np.array([target], dtype=np.int64), True)
+    return words.tobytes()
+
+
+def solution_bytes(indices: Sequence[int]) -> bytes:
+    idxs, offs = _one(indices, np.uint64)
+    words, _, _ = _encode(idxs, offs, np.zeros(1, dtype=np.int64), False)
+    return words.tobytes()
+
+
+def _single(numbers: Sequence[int], target: int, indices: Sequence[int],
+            salt: bytes = bytes(HASH_SIZE)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    nums, noffs = _one(numbers, np.int64)
+    idxs, ioffs = _one(indices, np.uint64)
+    salts = np.frombuffer(bytes(salt), dtype=np.uint8).reshape(1, HASH_SIZE)
+    return reveal_hashes(nums, noffs, np.array([target], dtype=np.int64), idxs, ioffs, salts,
+                         parallel=False)
+
+
+def problem_hash(numbers: Sequence[int], target: int) -> bytes:
+    return _single(numbers, target, [])[0][0].tobytes()
+
+
+def solution_hash(indices: Sequence[int]) -> bytes:
+    return _single([], 0, indices)[1][0].tobytes()
+
+
+def commitment(p_hash: bytes, epoch_salt: bytes, s_hash: bytes) -> bytes:
+    """``H(problem_hash || epoch_salt || solution_hash)``."""
+    for name, value in (("problem_hash", p_hash), ("epoch_salt", epoch_salt),
+                        ("solution_hash", s_hash)):
+        if len(value) != HASH_SIZE:
+            raise ValueError(f"{name}: expected {HASH_SIZE} bytes, got {len(value)}")
+    ensure_ready()
+    row = np.frombuffer(bytes(p_hash) + bytes(epoch_salt) + bytes(s_hash), dtype=np.uint8)
+    out = np.empty((1, HASH_SIZE), dtype=np.uint8)
+    hash_rows_into(row.reshape(1, 96).copy(), out, False)
+    return out[0].tobytes()
+
+
+def solution_ok(numbers: Sequence[int], target: int, indices: Sequence[int]) -> bool:
+    nums, noffs = _one(numbers, np.int64)
+    idxs, ioffs = _one(indices, np.uint64)
+    return bool(check_solutions(nums, noffs, np.array([target], dtype=np.int64), idxs, ioffs)[0])

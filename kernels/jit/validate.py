@@ -1,0 +1,224 @@
+"""Block validation (SPEC section 4) of a whole batch: ``uint32[N]`` rule bitmasks.
+
+Hashes come from the lane-parallel kernels; the per-block rules run in a
+``prange`` loop and read header fields straight from the bytes (floats are
+judged on their IEEE-754 bit patterns); replays use :mod:`._replay`.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from numba import njit, prange
+
+from kernels import constants as C
+from kernels.config import JIT_OPTIONS, PARALLEL_OPTIONS
+from kernels.constants import Block, Parent
+from kernels.jit._replay import ReplayState
+from kernels.jit.header import hash_headers
+from kernels.jit.merkle import merkle_roots
+from kernels.jit.reveal import _check_reveals, _check_solutions_into, _reveal_hashes_into
+
+__all__ = ["Block", "Parent", "new_replay_state", "validate_block", "validate_blocks",
+           "validate_chain"]
+
+_EXP_MASK = np.uint64(0x7FF0000000000000)
+_SIGN = np.uint64(0x8000000000000000)
+_MAG = np.uint64(0x7FFFFFFFFFFFFFFF)
+_ONE = np.uint64(0x3FF0000000000000)  # bits of 1.0; positive doubles order like their bits
+_U64_MAX = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+@njit(**JIT_OPTIONS)
+def _le(h, b, off, size):
+    v = np.uint64(0)
+    for k in range(size):
+        v |= np.uint64(h[b, off + k]) << np.uint64(8 * k)
+    return v
+
+
+@njit(**JIT_OPTIONS)
+def _nonfinite(bits):
+    return (bits & _EXP_MASK) == _EXP_MASK
+
+
+@njit(**JIT_OPTIONS)
+def _negative(bits):
+    """``x < 0.0`` for a finite-or-infinite, non-NaN double: -0.0 is not negative."""
+    return (bits & _SIGN) != np.uint64(0) and (bits & _MAG) != np.uint64(0)
+
+
+@njit(**JIT_OPTIONS)
+def _same(a, ao, b, bo, arow, brow):
+    for k in range(32):
+        if a[arow, ao + k] != b[brow, bo + k]:
+            return False
+    return True
+
+
+@njit(**JIT_OPTIONS)
+def _block_status(h, b, hashes, roots, problem, commit, ok, counts, now_limit,
+                  has_now_limit, target, has_parent, p_height, p_hash, p_ts):
+    status = np.uint32(0)
+    version = _le(h, b, C.OFF_VERSION, 4)
+    if version != np.uint64(1) and version != np.uint64(2):
+        status |= C.VERSION_UNSUPPORTED
+    ts = np.int64(_le(h, b, C.OFF_TIMESTAMP, 8))
+    if ts < 0:
+        status |= C.TIMESTAMP_NEGATIVE
+    if has_now_limit and ts > now_limit:
+        status |= C.TIMESTAMP_FUTURE
+    ws = _le(h, b, C.OFF_WORK_SCORE, 8)
+    if _nonfinite(ws) or _negative(ws):
+        status |= C.WORK_SCORE_INVALID
+    if _nonfinite(_le(h, b, C.OFF_TIME_ASYMMETRY, 8)):
+        status |= C.TIME_ASYMMETRY_NONFINITE
+    sq = _le(h, b, C.OFF_SOLUTION_QUALITY, 8)
+    if _nonfinite(sq) or _negative(sq) or ((sq & _SIGN) == np.uint64(0) and sq > _ONE):
+        status |= C.SOLUTION_QUALITY_INVALID
+    cw = _le(h, b, C.OFF_COMPLEXITY_WEIGHT, 8)
+    if _nonfinite(cw) or _negative(cw):
+        status |= C.COMPLEXITY_WEIGHT_INVALID
+    ee = _le(h, b, C.OFF_ENERGY_ESTIMATE, 8)
+    if _nonfinite(ee) or _negative(ee):
+        status |= C.ENERGY_ESTIMATE_INVALID
+    if counts[b] > C.MAX_TRANSACTIONS:
+        status |= C.TOO_MANY_TRANSACTIONS
+    if not _same(h, C.OFF_TX_ROOT, roots, 0, b, b):
+        status |= C.TX_ROOT_MISMATCH
+    if b > 0 or has_parent:
+        height = _le(h, b, C.OFF_HEIGHT, 8)
+        if b > 0:
+            parent_height = _le(h, b - 1, C.OFF_HEIGHT, 8)
+            parent_ts = np.int64(_le(h, b - 1, C.OFF_TIMESTAMP, 8))
+            prev_ok = _same(h, C.OFF_PREV_HASH, hashes, 0, b, b - 1)
+        else:
+            parent_height = p_height
+            parent_ts = p_ts
+            prev_ok = _same(h, C.OFF_PREV_HASH, p_hash, 0, b, 0)
+        if parent_height == _U64_MAX or height != parent_height + np.uint64(1):
+            status |= C.HEIGHT_NOT_SEQUENTIAL  # exact: no child of the maximum height
+        if not prev_ok:
+            status |= C.PREV_HASH_MISMATCH
+        if ts < parent_ts:
+            status |= C.TIMESTAMP_BEFORE_PARENT
+    below = False
+    for k in range(32):  # big-endian compare: the first differing byte decides
+        if hashes[b, k] != target[k]:
+            below = hashes[b, k] < target[k]
+            break
+    if not below:
+        status |= C.DIFFICULTY_NOT_MET
+    if not _same(h, C.OFF_PROBLEM_HASH, problem, 0, b, b):
+        status |= C.PROBLEM_HASH_MISMATCH
+    if not _same(h, C.OFF_COMMITMENT_HASH, commit, 0, b, b):
+        status |= C.COMMITMENT_MISMATCH
+    if not ok[b]:
+        status |= C.SOLUTION_INVALID
+    return status
+
+
+@njit(**PARALLEL_OPTIONS)
+def _statuses(h, hashes, roots, problem, commit, ok, counts, now_limit, has_now_limit,
+              target, has_parent, p_height, p_hash, p_ts, out):
+    for b in prange(h.shape[0]):
+        out[b] = _block_status(h, b, hashes, roots, problem, commit, ok, counts, now_limit,
+                               has_now_limit, target, has_parent, p_height, p_hash, p_ts)
+
+
+@njit(**JIT_OPTIONS)
+def _commit_keys(h):
+    keys = np.empty((h.shape[0], 4), dtype=np.uint64)
+    for b in range(h.shape[0]):
+        for j in range(4):
+            keys[b, j] = _le(h, b, C.OFF_COMMITMENT_HASH + 8 * j, 8)
+    return keys
+
+
+def new_replay_state() -> ReplayState:
+    """Commitments seen so far; pass the same state along consecutive batches."""
+    return ReplayState()
+
+
+def _check(arr: np.ndarray, dtype: type, ndim: int, name: str) -> None:
+    if not isinstance(arr, np.ndarray) or arr.dtype != dtype:
+        raise TypeError(f"{name}: expected a numpy {np.dtype(dtype).name} array")
+    if arr.ndim != ndim:
+        raise ValueError(f"{name}: expected {ndim} dimensions, got {arr.ndim}")
+
+
+def validate_blocks(headers: np.ndarray, ids: np.ndarray, id_offsets: np.ndarray,
+                    numbers: np.ndarray, num_offsets: np.ndarray, targets: np.ndarray,
+                    indices: np.ndarray, idx_offsets: np.ndarray, *, now: int,
+                    difficulty_target: bytes, parent: Parent | None = None,
+                    replay: ReplayState | None = None) -> np.ndarray:
+    """Rule bitmasks ``uint32[N]`` of consecutive blocks given as CSR arrays."""
+    _check(headers, np.uint8, 2, "headers")
+    if headers.shape[1] != C.HEADER_SIZE:
+        raise ValueError(f"headers: expected shape [N, 276], got {list(headers.shape)}")
+    if len(difficulty_target) != C.HASH_SIZE:
+        raise ValueError(f"difficulty_target: expected 32 bytes, got {len(difficulty_target)}")
+    n = headers.shape[0]
+    headers = np.ascontiguousarray(headers)
+    hashes = hash_headers(headers)
+    roots = merkle_roots(ids, id_offsets)
+    if id_offsets.shape[0] != n + 1:
+        raise ValueError("id_offsets: expected one more entry than headers")
+    _check_reveals(numbers, num_offsets, targets, indices, idx_offsets)
+    if targets.shape[0] != n:
+        raise ValueError("targets: expected one entry per header")
+    salts = np.ascontiguousarray(headers[:, C.OFF_PREV_HASH:C.OFF_PREV_HASH + C.HASH_SIZE])
+    problem = np.empty((n, 32), dtype=np.uint8)
+    solution = np.empty((n, 32), dtype=np.uint8)
+    commit = np.empty((n, 32), dtype=np.uint8)
+    _reveal_hashes_into(numbers, num_offsets, targets, indices, idx_offsets, salts, problem,
+                       solution, commit, True)
+    ok = np.empty(n, dtype=np.bool_)
+    _check_solutions_into(numbers, num_offsets, targets, indices, idx_offsets, ok)
+    limit = int(now) + C.FUTURE_DRIFT_SECONDS  # exact; beyond i64 no timestamp can exceed it
+    has_limit = limit <= C.I64_MAX
+    p_height, p_hash, p_ts = parent if parent is not None else (0, bytes(32), 0)
+    if len(p_hash) != C.HASH_SIZE:
+        raise ValueError(f"parent hash: expected 32 bytes, got {len(p_hash)}")
+    out = np.empty(n, dtype=np.uint32)
+    _statuses(headers, hashes, roots, problem, commit, ok, np.diff(id_offsets),
+              np.int64(limit if has_limit else 0), has_limit,
+              np.frombuffer(bytes(difficulty_target), dtype=np.uint8), parent is not None,
+              np.uint64(p_height), np.frombuffer(bytes(p_hash), dtype=np.uint8).reshape(1, 32),
+              np.int64(p_ts), out)
+    state = new_replay_state() if replay is None else replay
+    out[state.mark(_commit_keys(headers))] |= np.uint32(C.COMMITMENT_REPLAY)
+    return out
+
+
+def _as_arrays(blocks: Sequence[Block]) -> tuple[np.ndarray, ...]:
+    def csr(lists: list, dtype: type, width: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        offsets = np.zeros(len(lists) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum([len(x) for x in lists])
+        if width:
+            flat = np.frombuffer(b"".join(bytes(t) for x in lists for t in x), dtype=np.uint8)
+            return flat.reshape(-1, width), offsets
+        return np.array([v for x in lists for v in x], dtype=dtype).reshape(-1), offsets
+    headers = np.frombuffer(b"".join(bytes(b.header) for b in blocks), dtype=np.uint8)
+    ids, id_off = csr([b.txids for b in blocks], np.uint8, C.HASH_SIZE)
+    nums, num_off = csr([b.numbers for b in blocks], np.int64)
+    idxs, idx_off = csr([b.indices for b in blocks], np.uint64)
+    targets = np.array([b.target for b in blocks], dtype=np.int64)
+    return (headers.reshape(-1, C.HEADER_SIZE), ids, id_off, nums, num_off, targets, idxs,
+            idx_off)
+
+
+def validate_chain(blocks: Sequence[Block], now: int, difficulty_target: bytes,
+                   parent: Parent | None = None, seen: ReplayState | None = None) -> list[int]:
+    """Bitmasks of consecutive blocks; each block is the parent of the next."""
+    if not blocks:
+        return []
+    status = validate_blocks(*_as_arrays(blocks), now=now, difficulty_target=difficulty_target,
+                             parent=parent, replay=seen)
+    return [int(s) for s in status]
+
+
+def validate_block(block: Block, now: int, difficulty_target: bytes,
+                   parent: Parent | None, seen: ReplayState) -> int:
+    """The rule bitmask of one block; ``seen`` holds earlier commitments and is updated."""
+    return validate_chain([block], now, difficulty_target, parent, seen)[0]
