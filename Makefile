@@ -1,0 +1,49 @@
+# parity: `make demo` and `make test` set everything up on a fresh machine.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+MONITORING_TOOLS := prometheus promtool alertmanager amtool prometheus-pushgateway
+
+.DEFAULT_GOAL := help
+.PHONY: help setup system-deps test demo bench bench-ci clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev,bench,dask]'
+	touch $(STAMP)
+
+setup: $(STAMP) system-deps ## create the venv and install Python and Debian dependencies
+
+system-deps: ## install Debian's Prometheus, Alertmanager and Pushgateway when missing
+	@missing=0; for t in $(MONITORING_TOOLS); do command -v $$t >/dev/null || missing=1; done; \
+	if [ $$missing = 1 ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing prometheus, prometheus-alertmanager, prometheus-pushgateway"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	      prometheus prometheus-alertmanager prometheus-pushgateway >/dev/null; \
+	    for s in prometheus prometheus-alertmanager prometheus-pushgateway; do \
+	      (service $$s stop || true) >/dev/null 2>&1; done; \
+	  else echo "warning: Prometheus tools missing and apt-get not usable; the server tests will fail" >&2; fi; \
+	fi
+
+test: setup ## run the whole test suite
+	$(PY) -m pytest -q
+
+demo: setup ## shadow-run the built-in sample corpus and print the summary
+	$(PY) -m parity shadow corpora/sample-valid --mode shadow --report out/demo-report.json --results out/demo-results.parquet
+	$(PY) -m parity shadow corpora/sample-faults --mode shadow --report out/demo-faults-report.json
+
+bench: setup ## full benchmark suite: JSON, Markdown table and PNG plots under bench/results
+	$(PY) -m bench.run --out bench/results
+
+bench-ci: setup ## short speedup gate: fails when any JIT-vs-legacy speedup drops below 2x
+	$(PY) -m bench.gate --min-speedup 2.0
+
+clean: ## remove the venv, caches and outputs
+	rm -rf $(VENV) out .pytest_cache .hypothesis .benchmarks
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
