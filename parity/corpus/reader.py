@@ -1,0 +1,109 @@
+"""Open a corpus, verify it against its manifest, and iterate it shard by shard.
+
+Memory stays bounded by one row group: shards are read one at a time.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from blake3 import blake3
+
+from parity.corpus.manifest import Manifest, read_manifest
+from parity.corpus.shard import SCHEMA, Shard, from_batch
+from parity.errors import CorpusError
+
+
+def file_blake3(path: Path) -> str:
+    h = blake3(max_threads=blake3.AUTO)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _check_schema(path: Path, schema: pa.Schema) -> None:
+    names = [f.name for f in schema]
+    if names != SCHEMA.names:
+        raise CorpusError(path, f"columns {names} differ from {SCHEMA.names}")
+    for want in SCHEMA:
+        got = schema.field(want.name).type
+        same = got == want.type
+        if pa.types.is_list(got) and pa.types.is_list(want.type):
+            same = got.value_type == want.type.value_type  # the list item's name is free
+        if not same:
+            raise CorpusError(path, f"column {want.name} has type {got}, expected {want.type}")
+
+
+@dataclass
+class Corpus:
+    """A verified corpus: its manifest and a shard iterator over its Parquet files."""
+
+    path: Path
+    manifest: Manifest
+
+    @property
+    def blocks(self) -> int:
+        return self.manifest.blocks
+
+    def row_groups(self) -> list[tuple[str, int, int, int]]:
+        """(file, row group, first block, rows) of every shard, in chain order."""
+        out = []
+        start = 0
+        for entry in self.manifest.files:
+            meta = pq.ParquetFile(self.path / entry.path).metadata
+            for g in range(meta.num_row_groups):
+                rows = meta.row_group(g).num_rows
+                out.append((entry.path, g, start, rows))
+                start += rows
+        return out
+
+    def read_shard(self, file: str, group: int, start: int, row: int) -> Shard:
+        path = self.path / file
+        try:
+            table = pq.ParquetFile(path).read_row_group(group)
+            return from_batch(table, start=start, file=file, row=row)
+        except (OSError, pa.ArrowException, ValueError) as exc:
+            raise CorpusError(path, f"unreadable row group {group}: {exc}") from None
+
+    def shards(self, first_block: int = 0) -> Iterator[Shard]:
+        """Shards (one Parquet row group each) in chain order, from ``first_block`` on."""
+        row_in_file: dict[str, int] = {}
+        for file, group, start, rows in self.row_groups():
+            row = row_in_file.get(file, 0)
+            row_in_file[file] = row + rows
+            if start + rows <= first_block:
+                continue
+            yield self.read_shard(file, group, start, row)
+
+
+def open_corpus(path: str | Path, verify: bool = True) -> Corpus:
+    """Open a corpus; with ``verify``, check checksums, row counts, types and block count."""
+    directory = Path(path)
+    manifest = read_manifest(directory)
+    total = 0
+    for entry in manifest.files:
+        file = directory / entry.path
+        if not file.is_file():
+            raise CorpusError(file, "missing data file listed in the manifest")
+        if verify:
+            digest = file_blake3(file)
+            if digest != entry.blake3:
+                raise CorpusError(file, f"checksum mismatch: blake3 {digest}, manifest says "
+                                        f"{entry.blake3}")
+        try:
+            pf = pq.ParquetFile(file)
+        except (OSError, pa.ArrowException) as exc:
+            raise CorpusError(file, f"not a readable Parquet file ({exc})") from None
+        _check_schema(file, pf.schema_arrow)
+        rows = pf.metadata.num_rows
+        if rows != entry.rows:
+            raise CorpusError(file, f"has {rows} rows, manifest says {entry.rows}")
+        total += rows
+    if total != manifest.blocks:
+        raise CorpusError(directory / "manifest.json",
+                          f"files hold {total} blocks, manifest says {manifest.blocks}")
+    return Corpus(directory, manifest)

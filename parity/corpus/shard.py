@@ -1,0 +1,132 @@
+"""A shard: consecutive blocks as the numpy arrays the kernels take (no per-block objects)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from kernels.constants import HASH_SIZE, HEADER_SIZE, Block
+
+SCHEMA = pa.schema([
+    ("header", pa.binary(HEADER_SIZE)),
+    ("txids", pa.list_(pa.binary(HASH_SIZE))),
+    ("numbers", pa.list_(pa.int64())),
+    ("target", pa.int64()),
+    ("indices", pa.list_(pa.uint64())),
+])
+
+
+@dataclass
+class Shard:
+    """Blocks ``start..start+len`` of a corpus, from ``file`` rows ``row..row+len``."""
+
+    headers: np.ndarray      # uint8[n, 276]
+    ids: np.ndarray          # uint8[T, 32]
+    id_offsets: np.ndarray   # int64[n + 1]
+    numbers: np.ndarray      # int64[K]
+    num_offsets: np.ndarray  # int64[n + 1]
+    targets: np.ndarray      # int64[n]
+    indices: np.ndarray      # uint64[M]
+    idx_offsets: np.ndarray  # int64[n + 1]
+    start: int = 0
+    file: str = ""
+    row: int = 0
+
+    def __len__(self) -> int:
+        return int(self.headers.shape[0])
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """The positional arguments of ``validate_blocks``."""
+        return (self.headers, self.ids, self.id_offsets, self.numbers, self.num_offsets,
+                self.targets, self.indices, self.idx_offsets)
+
+    def block(self, i: int) -> Block:
+        """Block ``i`` of this shard as a per-object :class:`Block`."""
+        lo, hi = self.id_offsets[i], self.id_offsets[i + 1]
+        return Block(self.headers[i].tobytes(), [r.tobytes() for r in self.ids[lo:hi]],
+                     self.numbers[self.num_offsets[i]:self.num_offsets[i + 1]].tolist(),
+                     int(self.targets[i]),
+                     self.indices[self.idx_offsets[i]:self.idx_offsets[i + 1]].tolist())
+
+    def slice(self, lo: int, hi: int) -> Shard:
+        """Blocks ``lo..hi`` of this shard as a shard of their own (arrays copied)."""
+        def part(values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            a, b = offsets[lo], offsets[hi]
+            return values[a:b].copy(), (offsets[lo:hi + 1] - a).astype(np.int64)
+        ids, id_off = part(self.ids, self.id_offsets)
+        nums, num_off = part(self.numbers, self.num_offsets)
+        idxs, idx_off = part(self.indices, self.idx_offsets)
+        return Shard(self.headers[lo:hi].copy(), ids, id_off, nums, num_off,
+                     self.targets[lo:hi].copy(), idxs, idx_off, self.start + lo, self.file,
+                     self.row + lo)
+
+
+def from_blocks(blocks: Sequence[Block]) -> Shard:
+    """Pack per-object blocks into a shard."""
+    def csr(lists: list, dtype: type) -> tuple[np.ndarray, np.ndarray]:
+        offsets = np.zeros(len(lists) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum([len(x) for x in lists])
+        return np.array([v for x in lists for v in x], dtype=dtype).reshape(-1), offsets
+    headers = np.frombuffer(b"".join(bytes(b.header) for b in blocks), np.uint8)
+    ids = np.frombuffer(b"".join(bytes(t) for b in blocks for t in b.txids), np.uint8)
+    id_off = np.zeros(len(blocks) + 1, dtype=np.int64)
+    id_off[1:] = np.cumsum([len(b.txids) for b in blocks])
+    nums, num_off = csr([b.numbers for b in blocks], np.int64)
+    idxs, idx_off = csr([b.indices for b in blocks], np.uint64)
+    return Shard(headers.reshape(-1, HEADER_SIZE).copy(), ids.reshape(-1, HASH_SIZE).copy(),
+                 id_off, nums, num_off, np.array([b.target for b in blocks], dtype=np.int64),
+                 idxs, idx_off)
+
+
+def _fixed(arr: pa.FixedSizeBinaryArray, width: int) -> np.ndarray:
+    buf = np.frombuffer(arr.buffers()[1], dtype=np.uint8)
+    return buf[arr.offset * width:(arr.offset + len(arr)) * width].reshape(len(arr), width)
+
+
+def _list(arr: pa.ListArray) -> tuple[pa.Array, np.ndarray]:
+    offsets = arr.offsets.to_numpy().astype(np.int64)
+    return arr.flatten(), offsets - offsets[0]
+
+
+def _primitive(arr: pa.Array, dtype: type) -> np.ndarray:
+    return arr.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+
+
+def from_batch(batch: pa.RecordBatch | pa.Table, start: int = 0, file: str = "",
+               row: int = 0) -> Shard:
+    """Arrow rows (SPEC section 6 columns, no nulls) -> a shard of numpy arrays."""
+    col = {name: batch.column(name) for name in SCHEMA.names}
+    col = {k: (v.combine_chunks() if isinstance(v, pa.ChunkedArray) else v) for k, v in col.items()}
+    for name, arr in col.items():
+        if arr.null_count:
+            raise ValueError(f"column {name} has {arr.null_count} null values")
+    txids, id_off = _list(col["txids"])
+    numbers, num_off = _list(col["numbers"])
+    indices, idx_off = _list(col["indices"])
+    return Shard(_fixed(col["header"], HEADER_SIZE), _fixed(txids, HASH_SIZE), id_off,
+                 _primitive(numbers, np.int64), num_off, _primitive(col["target"], np.int64),
+                 _primitive(indices, np.uint64), idx_off, start, file, row)
+
+
+def to_table(shard: Shard) -> pa.Table:
+    """A shard -> an Arrow table with the exact SPEC section 6 schema."""
+    n = len(shard)
+
+    def fixed(data: np.ndarray, width: int) -> pa.Array:
+        raw = np.ascontiguousarray(data, dtype=np.uint8)
+        return pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), raw.shape[0],
+                                                    [None, pa.py_buffer(raw)])
+
+    def listed(values: pa.Array, offsets: np.ndarray) -> pa.Array:
+        return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), values)
+
+    cols = [fixed(shard.headers, HEADER_SIZE),
+            listed(fixed(shard.ids, HASH_SIZE), shard.id_offsets),
+            listed(pa.array(shard.numbers, pa.int64()), shard.num_offsets),
+            pa.array(shard.targets, pa.int64()),
+            listed(pa.array(shard.indices, pa.uint64()), shard.idx_offsets)]
+    table = pa.Table.from_arrays(cols, schema=SCHEMA)
+    assert table.num_rows == n
+    return table
