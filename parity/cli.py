@@ -1,0 +1,124 @@
+"""``parity`` command line: corpora, shadow runs, replays, codec mode, metrics server."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from kernels import constants as C
+from parity.errors import ParityError
+
+
+def _hex32(text: str) -> bytes:
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not hex: {text!r}") from None
+    if len(raw) != 32:
+        raise argparse.ArgumentTypeError("expected 64 hex digits")
+    return raw
+
+
+def _csv(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from parity.corpus.generate import GenerateOptions, generate
+    from parity.progress import Progress
+    opts = GenerateOptions(blocks=args.blocks, seed=args.seed, fault_rate=args.fault_rate,
+                           rules=args.rules or C.RULE_NAMES, tiers=args.tiers, now=args.now,
+                           difficulty_target=args.difficulty, anchor=not args.no_anchor,
+                           shard_size=args.shard_size, rows_per_file=args.rows_per_file)
+    with Progress(args.blocks, "generate", quiet=args.quiet) as bar:
+        generate(args.out, opts, force=args.force, progress=bar.advance)
+    print(f"wrote {args.blocks:,} blocks to {args.out} (ground truth: {args.out}/ground-truth.parquet)")
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from parity.corpus import open_corpus
+    from parity.corpus.summary import render, summarize
+    summary = summarize(open_corpus(args.path))
+    print(json.dumps(summary, indent=2) if args.json else render(summary))
+    return 0
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from parity.corpus.jsonl import import_jsonl
+    n = import_jsonl(args.jsonl, args.out, rows_per_file=args.rows_per_file, force=args.force)
+    print(f"imported {n:,} blocks from {args.jsonl} into {args.out}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from parity.corpus.jsonl import export_jsonl
+    n = export_jsonl(args.path, args.jsonl)
+    print(f"exported {n:,} blocks from {args.path} to {args.jsonl}")
+    return 0
+
+
+def _corpus_parser(sub: argparse._SubParsersAction) -> None:
+    corpus = sub.add_parser("corpus", help="generate, verify, import and export corpora")
+    csub = corpus.add_subparsers(dest="corpus_cmd", required=True)
+    g = csub.add_parser("generate", help="write a deterministic chain with injected faults")
+    g.add_argument("out")
+    g.add_argument("--blocks", type=int, required=True)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--fault-rate", type=float, default=0.0,
+                   help="fraction of blocks that break one rule (default 0)")
+    g.add_argument("--rules", type=_csv, default=None,
+                   help="comma-separated rule names to inject (default: all)")
+    g.add_argument("--tiers", type=_csv, default=["mobile", "desktop", "workstation", "server"])
+    g.add_argument("--now", type=int, default=1_767_225_600)
+    g.add_argument("--difficulty", type=_hex32, default=bytes.fromhex("0f" + "ff" * 31))
+    g.add_argument("--no-anchor", action="store_true")
+    g.add_argument("--shard-size", type=int, default=10_000, help="rows per row group")
+    g.add_argument("--rows-per-file", type=int, default=100_000)
+    g.add_argument("--force", action="store_true", help="overwrite an existing corpus")
+    g.add_argument("--quiet", action="store_true")
+    g.set_defaults(func=_cmd_generate)
+    v = csub.add_parser("verify", help="check manifest, checksums, rows and types; summarize")
+    v.add_argument("path")
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(func=_cmd_verify)
+    i = csub.add_parser("import", help="JSONL -> corpus")
+    i.add_argument("--jsonl", required=True)
+    i.add_argument("out")
+    i.add_argument("--rows-per-file", type=int, default=100_000)
+    i.add_argument("--force", action="store_true")
+    i.set_defaults(func=_cmd_import)
+    e = csub.add_parser("export", help="corpus -> JSONL")
+    e.add_argument("path")
+    e.add_argument("--jsonl", required=True)
+    e.set_defaults(func=_cmd_export)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="parity", description=__doc__)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    _corpus_parser(sub)
+    for register in _EXTRA_PARSERS:
+        register(sub)
+    return parser
+
+
+_EXTRA_PARSERS: list = []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ParityError as exc:
+        print(f"parity: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"parity: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("parity: interrupted", file=sys.stderr)
+        return 130
