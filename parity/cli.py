@@ -122,3 +122,107 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("parity: interrupted", file=sys.stderr)
         return 130
+
+
+# ---- shadow, replay, mode, serve ------------------------------------------------------
+
+def _mode_arg(text: str):
+    from parity.modes import parse_mode
+    try:
+        return parse_mode(text, "--mode")
+    except ParityError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _cmd_shadow(args: argparse.Namespace) -> int:
+    from parity.modes import mode_from_env
+    from parity.report import render_table, write_report
+    from parity.shadow import ShadowOptions, ShadowRun
+    mode = args.mode if args.mode is not None else mode_from_env()
+    common = dict(corpus=args.corpus, functions=tuple(args.functions), sample=args.sample,
+                  repeat=args.repeat, seed=args.seed, quiet=args.quiet,
+                  max_records=args.max_records)
+    if args.aa:
+        return _run_aa(args, common)
+    opts = ShadowOptions(mode=mode, legacy=args.legacy, refactored=args.refactored,
+                         results=args.results, run_dir=args.run_dir, resume=args.resume, **common)
+    from parity.exporters import BatchExporter
+    run = ShadowRun(opts)
+    with BatchExporter(run.metrics, args.pushgateway, args.metrics_file, run.corpus) as exporter:
+        result = run.execute(on_shard=exporter.on_shard)
+    if args.report:
+        write_report(result.report, args.report)
+    print(render_table(result.report))
+    return result.exit_code
+
+
+def _run_aa(args: argparse.Namespace, common: dict) -> int:
+    """A/A: legacy vs legacy and refactored vs refactored must show zero differences."""
+    from parity.modes import Mode
+    from parity.report import render_table, write_report
+    from parity.shadow import ShadowOptions, ShadowRun
+    run_dir = args.run_dir or ".parity-run/aa"
+    reports = {}
+    code = 0
+    for name, module in (("legacy", args.legacy), ("refactored", args.refactored)):
+        opts = ShadowOptions(mode=Mode.SHADOW, legacy=module, refactored=module,
+                             run_dir=f"{run_dir}/{name}", **common)
+        result = ShadowRun(opts).execute()
+        reports[f"{name}_vs_{name}"] = result.report
+        print(f"A/A {name} vs {name}:")
+        print(render_table(result.report))
+        code = max(code, result.exit_code)
+    if args.report:
+        write_report({"aa": reports, "differences": sum(
+            f["mismatches"] for r in reports.values() for f in r["functions"].values())}, args.report)
+    return code
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from parity.modes import Mode
+    from parity.shadow import ShadowOptions, ShadowRun
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        opts = ShadowOptions(corpus=args.corpus, mode=Mode.SHADOW, functions=tuple(args.functions),
+                             legacy=args.legacy, refactored=args.refactored, run_dir=tmp, quiet=True)
+        records, outputs = ShadowRun(opts).replay_block(args.block)
+    print(json.dumps({"block": args.block, "outputs": outputs, "mismatches": records}, indent=2))
+    return 1 if records else 0
+
+
+def _shadow_parser(sub: argparse._SubParsersAction) -> None:
+    from parity.shadow import FUNCTIONS
+    from parity.twins import DEFAULT_LEGACY, DEFAULT_REFACTORED
+    s = sub.add_parser("shadow", help="run both twins over a corpus and compare every output")
+    s.add_argument("corpus")
+    s.add_argument("--mode", type=_mode_arg, default=None,
+                   help="0-3 or legacy_only|shadow|refactored_primary|refactored_only "
+                        "(default: $CODEC_MODE, else shadow)")
+    s.add_argument("--functions", type=_csv, default=list(FUNCTIONS))
+    s.add_argument("--report", help="write the JSON report here")
+    s.add_argument("--results", help="write the served results Parquet here")
+    s.add_argument("--sample", type=float, default=1.0,
+                   help="mode 2: share of shards on which legacy also runs (default 1.0)")
+    s.add_argument("--legacy", default=DEFAULT_LEGACY, help="module of the legacy twin")
+    s.add_argument("--refactored", default=DEFAULT_REFACTORED, help="module of the refactored twin")
+    s.add_argument("--aa", action="store_true", help="A/A determinism check instead")
+    s.add_argument("--run-dir", help="mismatch log, checkpoint and result parts (default "
+                                     ".parity-run/<corpus name>)")
+    s.add_argument("--resume", action="store_true", help="continue from the last completed shard")
+    s.add_argument("--repeat", type=int, default=1, help="timed calls per function and shard")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--max-records", type=int, default=100_000)
+    s.add_argument("--pushgateway", help="push metrics to this Pushgateway URL")
+    s.add_argument("--metrics-file", help="write metrics in the textfile format here")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=_cmd_shadow)
+    r = sub.add_parser("replay", help="run both twins on one block of a corpus")
+    r.add_argument("corpus")
+    r.add_argument("--block", type=int, required=True)
+    r.add_argument("--functions", type=_csv, default=list(FUNCTIONS))
+    r.add_argument("--legacy", default=DEFAULT_LEGACY)
+    r.add_argument("--refactored", default=DEFAULT_REFACTORED)
+    r.set_defaults(func=_cmd_replay)
+
+
+_EXTRA_PARSERS.append(_shadow_parser)

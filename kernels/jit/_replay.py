@@ -86,3 +86,10 @@ class ReplayState:
         out = np.empty(commits.shape[0], dtype=np.bool_)
         self.count += mark_replays(self.keys, self.used, commits, out)
         return out
+
+    def update(self, commitments) -> None:
+        """Record commitments (32-byte values, or a ``uint8[N, 32]`` array) as seen."""
+        rows = np.asarray(commitments, dtype=np.uint8) if isinstance(commitments, np.ndarray) \
+            else np.frombuffer(b"".join(bytes(c) for c in commitments), dtype=np.uint8)
+        keys = np.ascontiguousarray(rows.reshape(-1, 32)).view("<u8").reshape(-1, 4)
+        self.mark(keys.astype(np.uint64))

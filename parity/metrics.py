@@ -1,0 +1,123 @@
+"""Prometheus metrics with the names of the monitoring catalog our users' dashboards use."""
+from __future__ import annotations
+
+import math
+import threading
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from kernels.constants import TIER_NAMES
+from parity.modes import Mode
+
+#: microseconds to seconds: 1us .. 10s
+BUCKETS = (1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3,
+           0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_FUNCTIONS = ("header_hash", "merkle_root", "validate")
+MAX_FUNCTIONS = 32
+SERVED = ("legacy", "refactored")
+IMPLEMENTATIONS = ("legacy", "refactored")
+
+
+class Metrics:
+    """One registry per process (or per batch run); every labelled counter starts at 0."""
+
+    def __init__(self, functions: tuple[str, ...] = BATCH_FUNCTIONS,
+                 registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self._lock = threading.Lock()
+        self.functions: set[str] = set()
+        self.match_rate = Gauge("dual_run_parity_match_rate",
+                                "Share of compared outputs that matched bit for bit (NaN before "
+                                "the first comparison)", ["function"], registry=r)
+        self.comparisons = Counter("dual_run_comparisons_total", "Outputs compared",
+                                   ["function"], registry=r)
+        self.mismatches = Counter("dual_run_mismatches_total", "Compared outputs that differed",
+                                  ["function"], registry=r)
+        self.legacy_duration = Histogram("dual_run_legacy_duration_seconds",
+                                         "Duration of a legacy call", ["function"],
+                                         buckets=BUCKETS, registry=r)
+        self.refactored_duration = Histogram("dual_run_refactored_duration_seconds",
+                                             "Duration of a refactored call", ["function"],
+                                             buckets=BUCKETS, registry=r)
+        self.speedup = Gauge("dual_run_speedup_ratio",
+                             "Legacy mean duration over refactored mean duration",
+                             ["function"], registry=r)
+        self.mode_active = Gauge("codec_mode_active", "Codec mode in force (0-3)", registry=r)
+        self.mode_requests = Counter("codec_mode_requests_total",
+                                     "Requests by mode and by the implementation served",
+                                     ["mode", "served"], registry=r)
+        self.header_hash = Histogram("header_hash_duration_seconds",
+                                     "Header hashing duration per call", ["implementation"],
+                                     buckets=BUCKETS, registry=r)
+        self.merkle_root = Histogram("merkle_root_duration_seconds",
+                                     "Merkle root duration per call", ["implementation"],
+                                     buckets=BUCKETS, registry=r)
+        self.block_validation = Histogram("block_validation_duration_seconds",
+                                          "Validation duration per block", ["tier"],
+                                          buckets=BUCKETS, registry=r)
+        self.replays = Counter("epoch_replay_detected_total",
+                               "Blocks served with COMMITMENT_REPLAY set", registry=r)
+        self._sums: dict[str, list[float]] = {}
+        for m in Mode:
+            for s in SERVED:
+                self.mode_requests.labels(mode=m.label, served=s)
+        for impl in IMPLEMENTATIONS:
+            self.header_hash.labels(implementation=impl)
+            self.merkle_root.labels(implementation=impl)
+        for tier in TIER_NAMES:
+            self.block_validation.labels(tier=tier)
+        for fn in functions:
+            self.add_function(fn)
+
+    def add_function(self, fn: str) -> None:
+        with self._lock:
+            if fn in self.functions:
+                return
+            if len(self.functions) >= MAX_FUNCTIONS:
+                raise ValueError(f"too many function labels (at most {MAX_FUNCTIONS})")
+            self.functions.add(fn)
+            self.match_rate.labels(function=fn).set(math.nan)
+            self.comparisons.labels(function=fn)
+            self.mismatches.labels(function=fn)
+            self.legacy_duration.labels(function=fn)
+            self.refactored_duration.labels(function=fn)
+            self.speedup.labels(function=fn).set(math.nan)
+            self._sums[fn] = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]  # legacy s, n, refactored s, n, cmp, mis
+
+    def set_mode(self, mode: Mode) -> None:
+        self.mode_active.set(int(mode))
+
+    def observe(self, fn: str, legacy_s: float | None, refactored_s: float | None,
+                compared: int = 0, mismatched: int = 0) -> None:
+        """One dual (or single) call of ``fn``: durations and comparison counts."""
+        self.add_function(fn)
+        with self._lock:
+            s = self._sums[fn]
+            if legacy_s is not None:
+                self.legacy_duration.labels(function=fn).observe(legacy_s)
+                s[0] += legacy_s
+                s[1] += 1
+            if refactored_s is not None:
+                self.refactored_duration.labels(function=fn).observe(refactored_s)
+                s[2] += refactored_s
+                s[3] += 1
+            if compared:
+                self.comparisons.labels(function=fn).inc(compared)
+                s[4] += compared
+            if mismatched:
+                self.mismatches.labels(function=fn).inc(mismatched)
+                s[5] += mismatched
+            if s[4]:
+                self.match_rate.labels(function=fn).set(1.0 - s[5] / s[4])
+            if s[1] and s[3] and s[2] > 0:
+                self.speedup.labels(function=fn).set((s[0] / s[1]) / (s[2] / s[3]))
+        impl_hist = {"header_hash": self.header_hash, "merkle_root": self.merkle_root}.get(fn)
+        if impl_hist is not None:
+            if legacy_s is not None:
+                impl_hist.labels(implementation="legacy").observe(legacy_s)
+            if refactored_s is not None:
+                impl_hist.labels(implementation="refactored").observe(refactored_s)
+
+    def served(self, mode: Mode, which: str, n: int = 1) -> None:
+        self.mode_requests.labels(mode=mode.label, served=which).inc(n)

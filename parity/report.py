@@ -1,0 +1,89 @@
+"""The JSON report of a shadow run and its terminal summary table."""
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numba
+
+if TYPE_CHECKING:
+    from parity.shadow import ShadowRun
+
+REPORT_RECORDS = 1000
+
+
+def build_report(run: ShadowRun, records: list[dict], wall: float) -> dict:
+    functions = {}
+    for fn, s in run.stats.items():
+        functions[fn] = {
+            "comparisons": s.comparisons, "mismatches": s.mismatches, "errors": s.errors,
+            "match_rate": s.match_rate, "legacy_seconds": s.legacy_seconds,
+            "refactored_seconds": s.refactored_seconds, "legacy_calls": s.legacy_calls,
+            "refactored_calls": s.refactored_calls, "speedup": s.speedup(),
+        }
+    by_function: dict[str, list[int]] = {}
+    for r in records:
+        by_function.setdefault(r["function"], []).append(r["block"])
+    return {
+        "corpus": str(run.corpus.path), "blocks": run.m.blocks,
+        "mode": {"start": run.opts.mode.label, "end": run.mode.label, "changes": run.mode_changes},
+        "twins": {"legacy": run.opts.legacy, "refactored": run.opts.refactored},
+        "functions": functions,
+        "mismatched_blocks": {fn: sorted(set(b)) for fn, b in by_function.items()},
+        "mismatch_records": records[:REPORT_RECORDS], "mismatch_records_total": len(records),
+        "mismatch_log": str(run.run.log_path),
+        "replays_served": run.replays_served,
+        "timing": {"wall_seconds": wall, "kernel_seconds": run.kernel_seconds,
+                   "harness_seconds": max(0.0, wall - run.kernel_seconds - sum(run.warmup.values())),
+                   "warmup_seconds": run.warmup, "repeat": run.opts.repeat},
+        "machine": {"python": platform.python_version(), "numba": numba.__version__,
+                    "threads": numba.get_num_threads(), "cpu": platform.processor() or platform.machine()},
+        "finished": time.time(),
+    }
+
+
+def write_report(report: dict, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    tmp.replace(path)
+
+
+def _fmt_rate(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate:.8f}"
+
+
+def render_table(report: dict) -> str:
+    head = (f"{'function':<12} {'compared':>10} {'mismatch':>9} {'match rate':>11} "
+            f"{'legacy s':>9} {'jit s':>8} {'speedup':>8} {'spread p10-p90':>15}")
+    lines = [f"parity shadow {report['corpus']}: {report['blocks']:,} blocks, mode "
+             f"{report['mode']['start']}" + (f" -> {report['mode']['end']}"
+                                             if report['mode']['end'] != report['mode']['start'] else ""),
+             head, "-" * len(head)]
+    for fn, f in report["functions"].items():
+        sp = f["speedup"]
+        speed = f"{sp['overall']:.1f}x" if sp else "-"
+        spread = f"{sp['p10']:.1f}-{sp['p90']:.1f}x" if sp else "-"
+        lines.append(f"{fn:<12} {f['comparisons']:>10,} {f['mismatches']:>9,} "
+                     f"{_fmt_rate(f['match_rate']):>11} {f['legacy_seconds']:>9.3f} "
+                     f"{f['refactored_seconds']:>8.3f} {speed:>8} {spread:>15}")
+    t = report["timing"]
+    warm = ", ".join(f"{k} {v:.2f}s" for k, v in t["warmup_seconds"].items())
+    lines.append(f"warm-up (compile or cache load, not timed above): {warm or '-'}; wall "
+                 f"{t['wall_seconds']:.2f}s, harness {t['harness_seconds']:.2f}s")
+    for change in report["mode"]["changes"]:
+        lines.append(f"mode change: {change['from']} -> {change['to']} ({change['reason']})")
+    total = report["mismatch_records_total"]
+    if total:
+        lines.append(f"{total} mismatch record(s) in {report['mismatch_log']}; first:")
+        for r in report["mismatch_records"][:5]:
+            where = (f"block {r['block']}" + (f" (height {r['height']})" if "height" in r else ""))
+            detail = r.get("differing_rules") or (
+                f"byte {r.get('first_byte')} bit {r.get('first_bit')}, "
+                f"{r.get('differing_bits')} bit(s)" if r.get("kind") is None else r.get("kind"))
+            lines.append(f"  {r['function']} {where}: {detail}; replay: {r.get('replay', '-')}")
+    return "\n".join(lines)
