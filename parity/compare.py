@@ -96,6 +96,8 @@ def values_equal(a: Any, b: Any) -> bool:
 
 def describe(value: Any) -> Any:
     """A JSON-friendly rendering of an output for mismatch records."""
+    if isinstance(value, np.generic):
+        value = value.item()
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value).hex()
     if isinstance(value, np.ndarray):

@@ -1,0 +1,251 @@
+"""Batch shadow runs: exact localization of planted bugs, modes, A/A, reports, exit codes."""
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from blake3 import blake3
+
+import kernels.jit as jit
+import kernels.legacy as legacy
+from kernels import constants as C
+from parity.cli import main
+from parity.corpus import open_corpus
+from parity.corpus.generate import read_truth
+from parity.modes import Mode
+from parity.shadow import ShadowOptions, ShadowRun
+from tests import broken_twin
+
+ROOT = Path(__file__).resolve().parent.parent
+FAULTS = ROOT / "corpora" / "sample-faults"
+VALID = ROOT / "corpora" / "sample-valid"
+
+
+def run(tmp_path, corpus=FAULTS, refactored=None, **kw):
+    opts = ShadowOptions(corpus=str(corpus), run_dir=str(tmp_path / "run"), quiet=True, **kw)
+    return ShadowRun(opts, refactored=refactored).execute()
+
+
+def all_blocks(corpus):
+    return [b for shard in open_corpus(corpus).shards() for b in
+            (shard.block(i) for i in range(len(shard)))]
+
+
+def test_clean_shadow_run(tmp_path):
+    result = run(tmp_path, results=str(tmp_path / "r.parquet"))
+    assert result.exit_code == 0 and result.records == []
+    for f in result.report["functions"].values():
+        assert f["comparisons"] == 800 and f["mismatches"] == 0 and f["match_rate"] == 1.0
+        assert f["speedup"]["samples"] == 4
+    table = pq.read_table(tmp_path / "r.parquet")
+    assert table.schema.field("header_hash").type.byte_width == 32
+    assert table.column("block").to_pylist() == list(range(800))
+    assert np.array_equal(table.column("status").to_numpy(), read_truth(FAULTS))
+    blocks = all_blocks(FAULTS)
+    assert [h for h in table.column("header_hash").to_pylist()[:50]] == \
+        [legacy.hash_header(b.header) for b in blocks[:50]]
+
+
+def test_flipped_bytes_reported_exactly(tmp_path, monkeypatch):
+    blocks = all_blocks(FAULTS)
+    chosen = [3, 201, 640]  # the first of a row group, mid-shard, another file
+    heights = [legacy.decode_header(blocks[i].header)["height"] for i in chosen]
+    monkeypatch.setenv("BROKEN_TWIN", "flip")
+    monkeypatch.setenv("BROKEN_TWIN_HEIGHTS", ",".join(map(str, heights)))
+    result = run(tmp_path, refactored=broken_twin, functions=("header_hash",))
+    assert result.exit_code == 1
+    recs = result.records
+    assert [r["block"] for r in recs] == chosen
+    for r, h in zip(recs, heights):
+        assert r["function"] == "header_hash" and r["height"] == h
+        assert r["first_byte"] == 7 and r["first_bit"] == 4 and r["differing_bits"] == 1
+        assert bytes.fromhex(r["legacy"]) == legacy.hash_header(blocks[r["block"]].header)
+        assert r["replay"].endswith(f"--block {r['block']} --functions header_hash")
+    assert recs[2]["file"] == "blocks-00001.parquet" and recs[2]["row"] == 640 - 400
+    assert result.report["functions"]["header_hash"]["mismatches"] == 3
+
+
+def _odd_levels(n):
+    while n > 1:
+        if n % 2:
+            return True
+        n = (n + 1) // 2
+    return False
+
+
+def _first_odd(txids):
+    level = [blake3(t).digest() for t in txids]
+    depth = 0
+    while len(level) > 1:
+        if len(level) % 2:
+            return {"level": depth + 1, "index": len(level) // 2}
+        level = [blake3(level[i] + level[i + 1]).digest() for i in range(0, len(level), 2)]
+        depth += 1
+    return None
+
+
+def test_odd_merkle_copy_reported_exactly(tmp_path, monkeypatch):
+    monkeypatch.setenv("BROKEN_TWIN", "odd_copy")
+    result = run(tmp_path, corpus=VALID, refactored=broken_twin, functions=("merkle_root",))
+    blocks = all_blocks(VALID)
+    expected = [i for i, b in enumerate(blocks) if _odd_levels(len(b.txids))]
+    assert 0 < len(expected) < len(blocks)
+    assert [r["block"] for r in result.records] == expected
+    for r in result.records[:40]:
+        assert r["divergence"] == _first_odd(blocks[r["block"]].txids)
+
+
+def test_negative_zero_reported_exactly(tmp_path, monkeypatch):
+    monkeypatch.setenv("BROKEN_TWIN", "negzero")
+    result = run(tmp_path, corpus=VALID, refactored=broken_twin, functions=("validate",))
+    names = {C.OFF_WORK_SCORE: "WORK_SCORE_INVALID", C.OFF_COMPLEXITY_WEIGHT:
+             "COMPLEXITY_WEIGHT_INVALID", C.OFF_ENERGY_ESTIMATE: "ENERGY_ESTIMATE_INVALID",
+             C.OFF_SOLUTION_QUALITY: "SOLUTION_QUALITY_INVALID"}
+    expected = {}
+    for i, b in enumerate(all_blocks(VALID)):
+        rules = [n for off, n in names.items() if b.header[off:off + 8] == b"\0" * 7 + b"\x80"]
+        if rules:
+            expected[i] = sorted(rules)
+    assert expected
+    assert {r["block"]: sorted(r["differing_rules"]) for r in result.records} == expected
+    assert all(r["refactored_only"] == r["differing_rules"] for r in result.records)
+
+
+def test_modes_batch(tmp_path, monkeypatch):
+    """What ran, what was served and what was counted, in each mode."""
+    monkeypatch.setenv("BROKEN_TWIN", "flip")
+    blocks = all_blocks(FAULTS)
+    bad = 450
+    monkeypatch.setenv("BROKEN_TWIN_HEIGHTS", str(legacy.decode_header(blocks[bad].header)["height"]))
+    truth = legacy.hash_header(blocks[bad].header)
+    served = {}
+    for mode in Mode:
+        out = tmp_path / f"{mode.value}.parquet"
+        result = run(tmp_path / str(mode.value), refactored=broken_twin, mode=mode,
+                     functions=("header_hash",), results=str(out))
+        f = result.report["functions"]["header_hash"]
+        served[mode] = pq.read_table(out).column("header_hash").to_pylist()[bad]
+        if mode.compares:
+            assert f["comparisons"] == 800 and f["mismatches"] == 1 and result.exit_code == 1
+        else:
+            assert f["comparisons"] == 0 and result.exit_code == 0 and result.records == []
+        assert (f["legacy_calls"] > 0) == mode.runs_legacy
+        assert (f["refactored_calls"] > 0) == mode.runs_refactored
+        if mode == Mode.REFACTORED_PRIMARY:
+            assert result.report["mode"]["end"] == "shadow"  # one mismatch demotes at once
+            assert "mismatch at block 450" in result.report["mode"]["changes"][0]["reason"]
+    assert served[Mode.LEGACY_ONLY] == served[Mode.SHADOW] == truth
+    assert served[Mode.REFACTORED_PRIMARY] == truth  # the mismatched row falls back to legacy
+    assert served[Mode.REFACTORED_ONLY] != truth
+
+
+class _Raising:
+    """A refactored twin whose merkle_roots raises on the second shard."""
+    calls = 0
+    hash_headers = staticmethod(jit.hash_headers)
+    validate_blocks = staticmethod(jit.validate_blocks)
+    new_replay_state = staticmethod(jit.new_replay_state)
+
+    @classmethod
+    def merkle_roots(cls, ids, offsets):
+        cls.calls += 1
+        if len(offsets) > 100 and cls.calls == 3:  # warm-up, shard 0, then shard 1
+            raise RuntimeError("kernel exploded")
+        return jit.merkle_roots(ids, offsets)
+
+
+def test_mode2_falls_back_and_demotes_when_refactored_raises(tmp_path):
+    result = run(tmp_path, refactored=_Raising, mode=Mode.REFACTORED_PRIMARY,
+                 functions=("merkle_root",), results=str(tmp_path / "r.parquet"))
+    assert result.exit_code == 1
+    assert result.report["mode"]["end"] == "shadow"
+    assert "raised RuntimeError" in result.report["mode"]["changes"][0]["reason"]
+    rec = result.records[0]
+    assert rec["kind"] == "exception" and rec["refactored"]["message"] == "kernel exploded"
+    roots = pq.read_table(tmp_path / "r.parquet").column("tx_root").to_pylist()
+    assert roots == [legacy.merkle_root(b.txids) for b in all_blocks(FAULTS)]
+
+
+def test_mode2_sampling(tmp_path):
+    def picked(seed):
+        return [i for i in range(4) if np.random.default_rng((seed, i)).random() < 0.5]
+    seed = next(s for s in range(50) if 0 < len(picked(s)) < 4)
+    result = run(tmp_path, mode=Mode.REFACTORED_PRIMARY, sample=0.5, seed=seed,
+                 results=str(tmp_path / "r.parquet"))
+    f = result.report["functions"]["validate"]
+    assert f["legacy_calls"] == len(picked(seed)) and f["refactored_calls"] == 4
+    assert f["comparisons"] == 200 * len(picked(seed)) and f["mismatches"] == 0
+    # legacy skipped whole shards, yet its replay state and parents stayed exact
+    status = pq.read_table(tmp_path / "r.parquet").column("status").to_numpy()
+    assert np.array_equal(status, read_truth(FAULTS))
+
+
+def test_aa_shows_no_differences(tmp_path, capsys):
+    code = main(["shadow", str(FAULTS), "--aa", "--quiet", "--run-dir", str(tmp_path / "aa"),
+                 "--report", str(tmp_path / "aa.json")])
+    assert code == 0
+    report = json.loads((tmp_path / "aa.json").read_text())
+    assert report["differences"] == 0 and set(report["aa"]) == {"legacy_vs_legacy",
+                                                                 "refactored_vs_refactored"}
+
+
+def test_cli_exit_codes_and_table(tmp_path, capsys, monkeypatch):
+    code = main(["shadow", str(VALID), "--quiet", "--run-dir", str(tmp_path / "a"),
+                 "--report", str(tmp_path / "r.json")])
+    out = capsys.readouterr().out
+    assert code == 0 and "header_hash" in out and "match rate" in out and "speedup" in out
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["timing"]["warmup_seconds"]["refactored"] > 0
+    monkeypatch.setenv("BROKEN_TWIN", "odd_copy")
+    code = main(["shadow", str(VALID), "--quiet", "--run-dir", str(tmp_path / "b"),
+                 "--refactored", "tests.broken_twin", "--functions", "merkle_root"])
+    assert code == 1 and "replay: parity replay" in capsys.readouterr().out
+    assert main(["shadow", str(VALID), "--functions", "nope"]) == 2
+    assert "unknown function 'nope'" in capsys.readouterr().err
+    assert main(["shadow", str(VALID), "--refactored", "no.such.module"]) == 2
+    assert "cannot import" in capsys.readouterr().err
+    monkeypatch.setenv("CODEC_MODE", "fast")
+    assert main(["shadow", str(VALID), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "CODEC_MODE" in err and "refactored_primary" in err
+
+
+def test_codec_mode_env_default(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CODEC_MODE", "refactored_only")
+    assert main(["shadow", str(VALID), "--quiet", "--run-dir", str(tmp_path / "x"),
+                 "--report", str(tmp_path / "r.json")]) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["mode"]["start"] == "refactored_only"
+    assert report["functions"]["validate"]["comparisons"] == 0
+
+
+def test_replay_command(tmp_path, capsys, monkeypatch):
+    assert main(["replay", str(FAULTS), "--block", "650"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    truth = read_truth(FAULTS)
+    assert out["outputs"]["validate"]["legacy"] == int(truth[650]) == \
+        out["outputs"]["validate"]["refactored"]
+    monkeypatch.setenv("BROKEN_TWIN", "odd_copy")
+    blocks = all_blocks(VALID)
+    i = next(i for i, b in enumerate(blocks) if _odd_levels(len(b.txids)))
+    assert main(["replay", str(VALID), "--block", str(i), "--refactored", "tests.broken_twin",
+                 "--functions", "merkle_root"]) == 1
+    rec = json.loads(capsys.readouterr().out)["mismatches"][0]
+    assert rec["block"] == i and rec["divergence"] == _first_odd(blocks[i].txids)
+    assert main(["replay", str(VALID), "--block", "5000"]) == 2
+
+
+def test_replay_matches_chain_context_for_replayed_commitments(tmp_path, capsys):
+    truth = read_truth(FAULTS)
+    i = int(np.flatnonzero(truth & C.COMMITMENT_REPLAY)[-1])
+    assert main(["replay", str(FAULTS), "--block", str(i), "--functions", "validate"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["outputs"]["validate"]["legacy"] == int(truth[i])
+
+
+def test_match_rate_metric_is_nan_before_comparisons():
+    from parity.metrics import Metrics
+    m = Metrics()
+    assert math.isnan(m.match_rate.labels(function="validate")._value.get())
