@@ -226,3 +226,82 @@ def _shadow_parser(sub: argparse._SubParsersAction) -> None:
 
 
 _EXTRA_PARSERS.append(_shadow_parser)
+
+
+def _state(args: argparse.Namespace, initial=None):
+    import os
+    from parity.modes import ModeState
+    from parity.percall import DEFAULT_STATE_FILE
+    path = args.state or os.environ.get("PARITY_MODE_FILE", DEFAULT_STATE_FILE)
+    return ModeState(path, initial=initial)
+
+
+def _cmd_mode(args: argparse.Namespace) -> int:
+    state = _state(args)
+    if args.action == "promote":
+        change = state.promote(args.reason)
+        print(f"promoted {change['from']} -> {change['to']}")
+    elif args.action == "demote":
+        change = state.demote(args.reason)
+        print(f"demoted {change['from']} -> {change['to']}" if change else
+              f"nothing to demote: mode is {state.mode.label}")
+    elif args.action == "set":
+        from parity.modes import parse_mode
+        change = state.set_mode(parse_mode(args.to, "mode set"), args.reason)
+        print(f"mode {change['from']} -> {change['to']}" if change else
+              f"mode is already {state.mode.label}")
+    comparisons, mismatches = state.window()
+    print(json.dumps({"mode": int(state.mode), "name": state.mode.label,
+                      "window_5m": {"comparisons": comparisons, "mismatches": mismatches},
+                      "promotion": state.promotion_refusal() or "allowed",
+                      "history": state.history[-10:]}, indent=2))
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+    from parity.percall import Controller
+    from parity.server import ParityServer
+    controller = Controller(_state(args, initial=args.mode), sample=args.sample)
+    try:
+        server = ParityServer(controller, args.host, args.port).start()
+    except OSError as exc:
+        raise ParityError(f"cannot listen on {args.host}:{args.port} ({exc.strerror})") from None
+    host, port = server.address
+    print(f"parity serve: http://{host}:{port}/metrics, webhook POST {host}:{port}/alertmanager, "
+          f"mode {controller.mode.label}", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if args.workload:
+        from parity.workload import start_workload
+        start_workload(controller, args.workload, args.rate, stop)
+    try:
+        while not stop.wait(0.5):
+            controller.state.refresh()
+    except KeyboardInterrupt:
+        pass
+    server.stop()
+    return 0
+
+
+def _serve_parser(sub: argparse._SubParsersAction) -> None:
+    m = sub.add_parser("mode", help="show, promote or demote the recorded codec mode")
+    m.add_argument("action", choices=["show", "promote", "demote", "set"])
+    m.add_argument("to", nargs="?", help="with set: the mode (number or name)")
+    m.add_argument("--state", help="mode state file (default $PARITY_MODE_FILE or .parity/mode.json)")
+    m.add_argument("--reason", default="operator")
+    m.set_defaults(func=_cmd_mode)
+    s = sub.add_parser("serve", help="serve /metrics and the Alertmanager rollback webhook")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8001)
+    s.add_argument("--mode", type=_mode_arg, default=None,
+                   help="mode for a new state file (a recorded mode wins)")
+    s.add_argument("--state", help="mode state file (default $PARITY_MODE_FILE or .parity/mode.json)")
+    s.add_argument("--sample", type=float, default=1.0, help="mode 2 legacy sample")
+    s.add_argument("--workload", help="corpus to replay through per-call experiments")
+    s.add_argument("--rate", type=float, default=200.0, help="workload blocks per second")
+    s.set_defaults(func=_cmd_serve)
+
+
+_EXTRA_PARSERS.append(_serve_parser)

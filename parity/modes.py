@@ -68,11 +68,13 @@ class ModeState:
         self._window: deque[tuple[float, int, int]] = deque()  # (second, comparisons, mismatches)
         self.history: list[dict] = []
         self.mode = initial if initial is not None else mode_from_env()
+        self._mtime = 0.0
+        self._checked = 0.0
+        self.listeners: list = []
         if self.path and self.path.exists():
-            self._load()
+            self._load()  # the recorded mode wins: a restart never undoes a rollback
         elif self.path:
             self._save()
-        self.listeners: list = []
 
     def _load(self) -> None:
         assert self.path is not None
@@ -81,9 +83,11 @@ class ModeState:
             self.mode = parse_mode(data["mode"], str(self.path))
             self.history = list(data.get("history", []))
             now = self.clock()
+            self._window.clear()
             for sec, c, m in data.get("window", []):
                 if now - sec <= PROMOTION_WINDOW_SECONDS:
                     self._window.append((float(sec), int(c), int(m)))
+            self._mtime = self.path.stat().st_mtime
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ParityError(f"{self.path}: unreadable mode state ({exc})") from None
 
@@ -99,6 +103,27 @@ class ModeState:
             f.flush()
             os.fsync(f.fileno())
         tmp.replace(self.path)
+        self._mtime = self.path.stat().st_mtime
+
+    def refresh(self, every: float = 1.0) -> None:
+        """Pick up a change another process (``parity mode ...``) wrote to the file."""
+        if not self.path:
+            return
+        now = time.monotonic()
+        if now - self._checked < every:
+            return
+        self._checked = now
+        with self._lock:
+            try:
+                mtime = self.path.stat().st_mtime
+            except OSError:
+                return
+            if mtime != self._mtime:
+                before = self.mode
+                self._load()
+                if self.mode != before:
+                    for listener in self.listeners:
+                        listener(self.history[-1] if self.history else {})
 
     # --- comparisons window -------------------------------------------------
     def record(self, comparisons: int, mismatches: int) -> None:

@@ -1,0 +1,172 @@
+"""Per-call experiments: served values, what ran, what was counted, rollback and promotion."""
+import json
+
+import numpy as np
+import pytest
+
+import kernels.jit as jit
+import kernels.legacy as legacy
+from parity import experiment
+from parity.compare import values_equal
+from parity.errors import ParityError
+from parity.modes import Mode, ModeState, parse_mode
+from parity.percall import Controller
+
+HEADER = bytes(range(256)) + bytes(20)
+
+
+class Spy:
+    def __init__(self, fn):
+        self.fn, self.calls = fn, 0
+
+    def __call__(self, *a):
+        self.calls += 1
+        return self.fn(*a)
+
+
+def make(tmp_path, mode, legacy_fn=legacy.hash_header, refactored_fn=jit.hash_header, **kw):
+    c = Controller(ModeState(tmp_path / "mode.json", initial=mode), seed=1, **kw)
+    l, r = Spy(legacy_fn), Spy(refactored_fn)
+    return c, l, r, experiment("header_hash", legacy=l, refactored=r, controller=c)
+
+
+def counter(c, name, **labels):
+    return c.metrics.registry.get_sample_value(name, labels)
+
+
+@pytest.mark.parametrize("mode", list(Mode))
+def test_modes_when_twins_agree(tmp_path, mode):
+    c, l, r, f = make(tmp_path, mode)
+    for _ in range(5):
+        assert f(HEADER) == legacy.hash_header(HEADER)
+    assert l.calls == (5 if mode.runs_legacy else 0)
+    assert r.calls == (5 if mode.runs_refactored else 0)
+    assert counter(c, "dual_run_comparisons_total", function="header_hash") == \
+        (5 if mode.compares else 0)
+    served = "legacy" if mode in (Mode.LEGACY_ONLY, Mode.SHADOW) else "refactored"
+    assert counter(c, "codec_mode_requests_total", mode=mode.label, served=served) == 5
+    assert c.mode == mode
+
+
+def _bad(h):
+    out = bytearray(jit.hash_header(h))
+    out[0] ^= 1
+    return bytes(out)
+
+
+@pytest.mark.parametrize("mode", list(Mode))
+def test_modes_when_refactored_differs(tmp_path, mode):
+    c, l, r, f = make(tmp_path, mode, refactored_fn=_bad)
+    got = f(HEADER)
+    truth = legacy.hash_header(HEADER)
+    assert got == (_bad(HEADER) if mode == Mode.REFACTORED_ONLY else truth)
+    mism = counter(c, "dual_run_mismatches_total", function="header_hash")
+    assert mism == (1 if mode.compares else 0)
+    if mode == Mode.REFACTORED_PRIMARY:  # demoted at once, and recorded durably
+        assert c.mode == Mode.SHADOW
+        saved = json.loads((tmp_path / "mode.json").read_text())
+        assert saved["mode"] == 1 and saved["history"][-1]["reason"] == "header_hash mismatch"
+        assert counter(c, "codec_mode_active") == 1
+    else:
+        assert c.mode == mode
+
+
+def test_exceptions_compared_by_type_and_message(tmp_path):
+    def boom_a(x):
+        raise ValueError("bad header")
+
+    def boom_b(x):
+        raise ValueError("bad header")
+
+    def boom_c(x):
+        raise KeyError("bad header")
+
+    c, _, _, f = make(tmp_path, Mode.SHADOW, boom_a, boom_b)
+    with pytest.raises(ValueError, match="bad header"):
+        f(HEADER)
+    assert counter(c, "dual_run_mismatches_total", function="header_hash") == 0
+    c, _, _, f = make(tmp_path / "2", Mode.SHADOW, boom_a, boom_c)
+    with pytest.raises(ValueError):
+        f(HEADER)
+    assert counter(c, "dual_run_mismatches_total", function="header_hash") == 1
+
+
+def test_mode2_refactored_raises_serves_legacy_and_demotes(tmp_path):
+    def boom(x):
+        raise RuntimeError("jit crashed")
+    c, l, r, f = make(tmp_path, Mode.REFACTORED_PRIMARY, refactored_fn=boom, sample=0.0)
+    assert f(HEADER) == legacy.hash_header(HEADER)
+    assert l.calls == 1 and c.mode == Mode.SHADOW
+    assert "raised RuntimeError" in c.state.history[-1]["reason"]
+
+
+def test_mode2_sampling(tmp_path):
+    c, l, r, f = make(tmp_path, Mode.REFACTORED_PRIMARY, sample=0.25)
+    for _ in range(400):
+        f(HEADER)
+    assert r.calls == 400 and 60 < l.calls < 140
+    assert counter(c, "dual_run_comparisons_total", function="header_hash") == l.calls
+
+
+def test_harness_errors_never_reach_the_caller(tmp_path):
+    def broken_comparator(a, b):
+        raise RuntimeError("comparator bug")
+    c = Controller(ModeState(tmp_path / "m.json", initial=Mode.SHADOW))
+    f = experiment("header_hash", legacy=legacy.hash_header, refactored=jit.hash_header,
+                   controller=c, comparator=broken_comparator)
+    assert f(HEADER) == legacy.hash_header(HEADER)
+    assert c.harness_errors == 1
+
+    def broken_publish(*a, **k):
+        raise OSError("disk full")
+    c.state.persist_window = broken_publish
+    c._persisted = -1e9
+    assert f(HEADER) == legacy.hash_header(HEADER)
+
+
+def test_random_order(tmp_path):
+    order = []
+    c = Controller(ModeState(tmp_path / "m.json", initial=Mode.SHADOW), seed=4)
+    f = experiment("x", legacy=lambda: order.append("l") or 1,
+                   refactored=lambda: order.append("r") or 1, controller=c)
+    for _ in range(40):
+        f()
+    firsts = order[::2]
+    assert 5 < firsts.count("l") < 35
+
+
+def test_comparator_bytes_vs_arrays():
+    a = bytes(range(32))
+    assert values_equal(a, np.frombuffer(a, np.uint8))
+    assert not values_equal(a, np.frombuffer(a, np.uint8)[::-1].copy())
+    assert not values_equal(np.zeros(4, np.uint8), np.zeros(4, np.int8))
+    assert values_equal(float("nan"), float("nan"))
+    assert not values_equal(0.0, -0.0)
+    assert not values_equal(1, True)
+    assert values_equal([b"a", 2, (3.5,)], [b"a", 2, (3.5,)])
+
+
+def test_promotion_rules(tmp_path):
+    clock = [1000.0]
+    s = ModeState(tmp_path / "m.json", initial=Mode.SHADOW, clock=lambda: clock[0])
+    with pytest.raises(ParityError, match="fewer than 10,000"):
+        s.promote()
+    s.record(10_000, 2)
+    with pytest.raises(ParityError, match="mismatch rate 0.0200%"):
+        s.promote()
+    clock[0] += 301  # the window slides past those
+    s.record(20_000, 1)
+    assert s.promote("canary ok")["to"] == "refactored_primary"
+    with pytest.raises(ParityError, match="refused"):
+        ModeState(tmp_path / "m.json", clock=lambda: clock[0] + 400).promote()
+    # the history survives a restart
+    again = ModeState(tmp_path / "m.json")
+    assert again.mode == Mode.REFACTORED_PRIMARY and again.history[-1]["reason"] == "canary ok"
+    assert again.demote("rollback")["to"] == "shadow"
+    assert again.demote("rollback") is None  # idempotent
+
+
+def test_parse_mode():
+    assert parse_mode("2") == parse_mode("refactored_primary") == Mode.REFACTORED_PRIMARY
+    with pytest.raises(ParityError, match="accepted: 0 or legacy_only, 1 or shadow"):
+        parse_mode("turbo", "CODEC_MODE")
