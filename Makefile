@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-MONITORING_TOOLS := prometheus promtool alertmanager amtool prometheus-pushgateway
+MONITORING_TOOLS := prometheus promtool prometheus-alertmanager amtool prometheus-pushgateway
 
 .DEFAULT_GOAL := help
 .PHONY: help setup system-deps test demo bench bench-ci clean
