@@ -131,13 +131,16 @@ def _set_iv(st, nl):
 
 
 @njit(**JIT_OPTIONS)
-def _load_block(words, starts, nwords, i0, nl, first, st):
+def _load_block(words, starts, stride, nwords, i0, nl, first, st):
     """Message rows of ``st`` <- words ``first..first+16`` of inputs ``i0..i0+nl``
-    (input i is ``words[starts[i]:starts[i] + nwords]``); words past ``nwords`` are the
-    zero padding of the last block."""
+    (input i is ``words[s:s + nwords]`` with ``s = starts[i]``, or ``s = i * stride``
+    when ``stride >= 0``; -1 selects ``starts``); words past ``nwords`` are the zero padding of the last block."""
     for w in range(16):
         base = (8 + w) * LANES
-        if first + w < nwords:
+        if first + w < nwords and stride >= 0:
+            for l in range(nl):
+                st[base + l] = words[(i0 + l) * stride + first + w]
+        elif first + w < nwords:
             for l in range(nl):
                 st[base + l] = words[starts[i0 + l] + first + w]
         else:
@@ -156,16 +159,24 @@ def _parent_into(st, left, nl, flags):
 
 
 @njit(**JIT_OPTIONS)
-def _hash_group(words, starts, n, dest, i0, nl, out_words):
-    """Hash inputs ``i0..i0+nl`` (each ``n`` bytes at word offset ``starts[i]``, the
-    bytes past ``n`` in its last word zero) into ``out_words[8 * dest[i]:][:8]``."""
+def _stack_depth(n):
+    """Chaining values the chunk tree of an ``n``-byte input can hold at once."""
+    nchunks = max(1, (n + CHUNK_LEN - 1) // CHUNK_LEN)
+    depth = 1
+    while (1 << depth) < nchunks:
+        depth += 1
+    return depth + 1
+
+
+@njit(**JIT_OPTIONS)
+def _hash_group(words, starts, stride, n, dest, i0, nl, out_words, st, stack):
+    """Hash inputs ``i0..i0+nl`` (each ``n`` bytes at word offset ``starts[i]``, or
+    ``i * stride`` when ``stride >= 0``, the bytes past ``n`` in its last word zero) into
+    ``out_words[8 * d:][:8]``, ``d = dest[i]`` (or ``i`` when ``stride >= 0``).
+    ``st`` (``24 * LANES`` words) and ``stack`` (``[_stack_depth(n), 8 * LANES]``) are
+    scratch, allocated once per call rather than once per group."""
     nwords = (n + 3) // 4
     nchunks = max(1, (n + CHUNK_LEN - 1) // CHUNK_LEN)
-    depth_max = 1
-    while (1 << depth_max) < nchunks:
-        depth_max += 1
-    st = np.zeros(24 * LANES, dtype=np.uint32)
-    stack = np.empty((depth_max + 1, 8 * LANES), dtype=np.uint32)
     depth = 0
     for c in range(nchunks):
         start = c * CHUNK_LEN
@@ -174,7 +185,7 @@ def _hash_group(words, starts, n, dest, i0, nl, out_words):
         _set_iv(st, nl)
         for b in range(nblocks):
             blen = min(BLOCK_LEN, clen - b * BLOCK_LEN)
-            _load_block(words, starts, nwords, i0, nl, (start + b * BLOCK_LEN) // 4, st)
+            _load_block(words, starts, stride, nwords, i0, nl, (start + b * BLOCK_LEN) // 4, st)
             flags = 0
             if b == 0:
                 flags |= CHUNK_START
@@ -195,39 +206,56 @@ def _hash_group(words, starts, n, dest, i0, nl, out_words):
     while depth > 0:
         depth -= 1
         _parent_into(st, stack[depth], nl, PARENT | ROOT if depth == 0 else PARENT)
-    for w in range(8):
-        for l in range(nl):
-            out_words[dest[i0 + l] * 8 + w] = st[w * LANES + l]
+    for l in range(nl):  # lane by lane: 8 consecutive output words each
+        o = (i0 + l) * 8 if stride >= 0 else dest[i0 + l] * 8
+        for w in range(8):
+            out_words[o + w] = st[w * LANES + l]
 
 
 @njit(**JIT_OPTIONS)
-def _hash_serial(words, starts, n, dest, out_words):
-    count = starts.shape[0]
+def _hash_serial(words, starts, stride, count, n, dest, out_words):
+    st = np.empty(24 * LANES, dtype=np.uint32)
+    stack = np.empty((_stack_depth(n), 8 * LANES), dtype=np.uint32)
     for i0 in range(0, count, LANES):
-        _hash_group(words, starts, n, dest, i0, min(LANES, count - i0), out_words)
+        _hash_group(words, starts, stride, n, dest, i0, min(LANES, count - i0), out_words, st,
+                    stack)
+
+
+#: lane groups per parallel task (one scratch allocation each)
+GROUPS_PER_TASK = 16
 
 
 @njit(**JIT_OPTIONS)
-def _hash_group_at(words, starts, n, dest, g, out_words):
-    i0 = g * LANES
-    _hash_group(words, starts, n, dest, i0, min(LANES, starts.shape[0] - i0), out_words)
+def _hash_task(words, starts, stride, count, n, dest, task, out_words):
+    st = np.empty(24 * LANES, dtype=np.uint32)
+    stack = np.empty((_stack_depth(n), 8 * LANES), dtype=np.uint32)
+    first = task * GROUPS_PER_TASK * LANES
+    last = min(count, first + GROUPS_PER_TASK * LANES)
+    for i0 in range(first, last, LANES):
+        _hash_group(words, starts, stride, n, dest, i0, min(LANES, last - i0), out_words, st,
+                    stack)
 
 
 @njit(**PARALLEL_OPTIONS)
-def _hash_parallel(words, starts, n, dest, out_words):
-    groups = (starts.shape[0] + LANES - 1) // LANES
-    for g in prange(groups):
-        _hash_group_at(words, starts, n, dest, g, out_words)
+def _hash_parallel(words, starts, stride, count, n, dest, out_words):
+    tasks = (count + GROUPS_PER_TASK * LANES - 1) // (GROUPS_PER_TASK * LANES)
+    for t in prange(tasks):
+        _hash_task(words, starts, stride, count, n, dest, t, out_words)
 
 
 @njit(**JIT_OPTIONS)
 def hash_words_into(words, starts, n, dest, out_words, parallel):
     """BLAKE3 of ``n``-byte inputs at word offsets ``starts`` of ``words``; digest i
     goes to words ``8 * dest[i]..8 * dest[i] + 8`` of ``out_words`` (from numba)."""
-    if parallel and starts.shape[0] >= PARALLEL_MIN_ROWS:
-        _hash_parallel(words, starts, n, dest, out_words)
+    _dispatch(words, starts, -1, starts.shape[0], n, dest, out_words, parallel)
+
+
+@njit(**JIT_OPTIONS)
+def _dispatch(words, starts, stride, count, n, dest, out_words, parallel):
+    if parallel and count >= PARALLEL_MIN_ROWS:
+        _hash_parallel(words, starts, stride, count, n, dest, out_words)
     else:
-        _hash_serial(words, starts, n, dest, out_words)
+        _hash_serial(words, starts, stride, count, n, dest, out_words)
 
 
 @njit(**JIT_OPTIONS)
@@ -254,28 +282,82 @@ def hash_rows_into(data, out, parallel):
     """BLAKE3 of each row of C-ordered ``data[R, n]`` into ``out[R, 32]`` (from numba)."""
     words, row_words = _as_words(data)
     rows = data.shape[0]
-    starts = np.arange(rows) * row_words
-    dest = np.arange(rows)
-    hash_words_into(words, starts, data.shape[1], dest, out.reshape(rows * 32).view(np.uint32),
-                    parallel)
+    none = np.empty(0, dtype=np.int64)  # rows are uniform: offsets are i * row_words
+    _dispatch(words, none, row_words, rows, data.shape[1], none,
+              out.reshape(rows * 32).view(np.uint32), parallel)
+
+
+@njit(**JIT_OPTIONS)
+def _var_task(words, sorted_starts, lengths, order, tasks, t, out_words):
+    lo, hi = tasks[t, 0], tasks[t, 1]
+    _hash_serial(words, sorted_starts[lo:hi], -1, hi - lo, lengths[order[lo]], order[lo:hi],
+                 out_words)
+
+
+@njit(**PARALLEL_OPTIONS)
+def _var_parallel(words, sorted_starts, lengths, order, tasks, out_words):
+    for t in prange(tasks.shape[0]):
+        _var_task(words, sorted_starts, lengths, order, tasks, t, out_words)
+
+
+@njit(**JIT_OPTIONS)
+def _group_by_length(lengths):
+    """A permutation that puts equal lengths together (counting sort when the lengths
+    span a small range, else a general sort)."""
+    count = lengths.shape[0]
+    if count == 0:
+        return np.empty(0, dtype=np.int64)
+    lo = lengths.min()
+    span = lengths.max() - lo + 1
+    if span > 4 * count + 65536:
+        return np.argsort(lengths)
+    first = np.zeros(span + 1, dtype=np.int64)
+    for i in range(count):
+        first[lengths[i] - lo + 1] += 1
+    for v in range(span):
+        first[v + 1] += first[v]
+    order = np.empty(count, dtype=np.int64)
+    for i in range(count):
+        v = lengths[i] - lo
+        order[first[v]] = i
+        first[v] += 1
+    return order
 
 
 @njit(**JIT_OPTIONS)
 def hash_var_into(words, starts, lengths, out, parallel):
     """BLAKE3 of inputs of any lengths (``lengths[i]`` bytes at word offset ``starts[i]``,
-    zero padded to a whole word) into ``out[R, 32]``: equal lengths share lanes."""
+    zero padded to a whole word) into ``out[R, 32]``: equal lengths share lanes, and
+    runs of equal length, cut into tasks, share the threads in one parallel region."""
     count = starts.shape[0]
-    order = np.argsort(lengths, kind="mergesort")
+    order = _group_by_length(lengths)
     sorted_starts = starts[order]
     out_words = out.reshape(count * 32).view(np.uint32)
+    chunk = GROUPS_PER_TASK * LANES
+    tasks = np.empty((count // LANES + 2 * count // chunk + 2, 2), dtype=np.int64)
+    ntasks = 0
     i = 0
     while i < count:
         n = lengths[order[i]]
         j = i
         while j < count and lengths[order[j]] == n:
             j += 1
-        hash_words_into(words, sorted_starts[i:j], n, order[i:j], out_words, parallel)
+        k = i
+        while k < j:
+            if ntasks == tasks.shape[0]:
+                grown = np.empty((2 * tasks.shape[0], 2), dtype=np.int64)
+                grown[:ntasks] = tasks[:ntasks]
+                tasks = grown
+            tasks[ntasks, 0] = k
+            tasks[ntasks, 1] = min(j, k + chunk)
+            ntasks += 1
+            k += chunk
         i = j
+    if parallel and count >= PARALLEL_MIN_ROWS:
+        _var_parallel(words, sorted_starts, lengths, order, tasks[:ntasks], out_words)
+    else:
+        for t in range(ntasks):
+            _var_task(words, sorted_starts, lengths, order, tasks, t, out_words)
 
 
 def _check_u8(arr: np.ndarray, ndim: int, name: str) -> None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
-from kernels.config import JIT_OPTIONS
+from kernels.config import JIT_OPTIONS, PARALLEL_OPTIONS
 from kernels.constants import HASH_SIZE
 from kernels.jit._blake3 import hash_rows_into, hash_words_into
 from kernels.jit._selftest import ensure_ready
@@ -20,40 +20,39 @@ __all__ = ["merkle_root", "merkle_roots", "merkle_tree"]
 
 
 @njit(**JIT_OPTIONS)
+def _plan_block(b, first, c, prow, orow, pair_starts, pair_dest, odd_starts, odd_dest):
+    row = prow + orow  # the block's nodes of the next level start here
+    for i in range(c // 2):
+        pair_starts[prow + i] = (first + 2 * i) * 8  # word offset of node 2i; 2i+1 follows
+        pair_dest[prow + i] = row + i
+    if c & 1:
+        odd_starts[orow] = (first + c - 1) * 8
+        odd_dest[orow] = row + c // 2
+
+
+@njit(**PARALLEL_OPTIONS)
 def _next_level(level, start, count, parallel):
     """Hash one level of every block whose node count is above 1."""
     nblocks = count.shape[0]
-    pairs = 0
-    odd = 0
+    prow = np.zeros(nblocks + 1, dtype=np.int64)  # pairs before block b
+    orow = np.zeros(nblocks + 1, dtype=np.int64)  # odd nodes before block b
     for b in range(nblocks):
-        if count[b] > 1:
-            pairs += count[b] // 2
-            odd += count[b] & 1
+        c = count[b] if count[b] > 1 else 0
+        prow[b + 1] = prow[b] + c // 2
+        orow[b + 1] = orow[b] + (c & 1)
+    pairs, odd = prow[nblocks], orow[nblocks]
     nxt = np.empty((pairs + odd, 32), dtype=np.uint8)
     pair_starts = np.empty(pairs, dtype=np.int64)
     pair_dest = np.empty(pairs, dtype=np.int64)
     odd_starts = np.empty(odd, dtype=np.int64)
     odd_dest = np.empty(odd, dtype=np.int64)
-    p = 0
-    o = 0
-    row = 0
-    for b in range(nblocks):
+    for b in prange(nblocks):
         c = count[b]
-        if c <= 1:
-            continue
-        first = start[b]
-        start[b] = row
-        for i in range(c // 2):
-            pair_starts[p] = (first + 2 * i) * 8  # word offset of node 2i; 2i+1 follows it
-            pair_dest[p] = row
-            p += 1
-            row += 1
-        if c & 1:
-            odd_starts[o] = (first + c - 1) * 8
-            odd_dest[o] = row
-            o += 1
-            row += 1
-        count[b] = c // 2 + (c & 1)
+        if c > 1:
+            _plan_block(b, start[b], c, prow[b], orow[b], pair_starts, pair_dest, odd_starts,
+                        odd_dest)
+            start[b] = prow[b] + orow[b]
+            count[b] = c // 2 + (c & 1)
     words = level.reshape(level.shape[0] * 32).view(np.uint32)
     out_words = nxt.reshape(nxt.shape[0] * 32).view(np.uint32)
     hash_words_into(words, pair_starts, 64, pair_dest, out_words, parallel)

@@ -20,6 +20,24 @@ I64_MIN = np.int64(np.iinfo(np.int64).min)
 
 
 @njit(**JIT_OPTIONS)
+def _encode_one(values, offsets, targets, with_target, b, w, words):
+    k = offsets[b + 1] - offsets[b]
+    words[w] = np.uint32(0)
+    words[w + 1] = np.uint32(k & 0xFFFFFFFF)
+    words[w + 2] = np.uint32(k >> 32)
+    w += 3
+    for j in range(offsets[b], offsets[b + 1]):
+        bits = np.uint64(values[j])
+        words[w] = np.uint32(bits & np.uint64(0xFFFFFFFF))
+        words[w + 1] = np.uint32(bits >> np.uint64(32))
+        w += 2
+    if with_target:
+        bits = np.uint64(targets[b])
+        words[w] = np.uint32(bits & np.uint64(0xFFFFFFFF))
+        words[w + 1] = np.uint32(bits >> np.uint64(32))
+
+
+@njit(**PARALLEL_OPTIONS)
 def _encode(values, offsets, targets, with_target):
     """bincode words of every list: u32 variant 0, u64 length, 8-byte items[, i64 target].
 
@@ -36,22 +54,8 @@ def _encode(values, offsets, targets, with_target):
         lengths[b] = 4 * (3 + 2 * k + extra)
         total += 3 + 2 * k + extra
     words = np.empty(total, dtype=np.uint32)
-    for b in range(n):
-        k = offsets[b + 1] - offsets[b]
-        w = starts[b]
-        words[w] = np.uint32(0)
-        words[w + 1] = np.uint32(k & 0xFFFFFFFF)
-        words[w + 2] = np.uint32(k >> 32)
-        w += 3
-        for j in range(offsets[b], offsets[b + 1]):
-            bits = np.uint64(values[j])
-            words[w] = np.uint32(bits & np.uint64(0xFFFFFFFF))
-            words[w + 1] = np.uint32(bits >> np.uint64(32))
-            w += 2
-        if with_target:
-            bits = np.uint64(targets[b])
-            words[w] = np.uint32(bits & np.uint64(0xFFFFFFFF))
-            words[w + 1] = np.uint32(bits >> np.uint64(32))
+    for b in prange(n):
+        _encode_one(values, offsets, targets, with_target, b, starts[b], words)
     return words, starts, lengths
 
 

@@ -127,11 +127,16 @@ def _statuses(h, hashes, roots, problem, commit, ok, counts, now_limit, has_now_
 
 
 @njit(**JIT_OPTIONS)
+def _commit_key(h, b, keys):
+    for j in range(4):
+        keys[b, j] = _le(h, b, C.OFF_COMMITMENT_HASH + 8 * j, 8)
+
+
+@njit(**PARALLEL_OPTIONS)
 def _commit_keys(h):
     keys = np.empty((h.shape[0], 4), dtype=np.uint64)
-    for b in range(h.shape[0]):
-        for j in range(4):
-            keys[b, j] = _le(h, b, C.OFF_COMMITMENT_HASH + 8 * j, 8)
+    for b in prange(h.shape[0]):
+        _commit_key(h, b, keys)
     return keys
 
 
