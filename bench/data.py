@@ -1,0 +1,49 @@
+"""Deterministic benchmark inputs (cached under bench/.data)."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from parity.corpus import Shard, open_corpus
+from parity.corpus.generate import GenerateOptions, generate
+from parity.corpus.shard import from_batch
+
+DATA = Path(__file__).resolve().parent / ".data"
+
+
+@lru_cache(maxsize=None)
+def headers(n: int) -> np.ndarray:
+    return np.random.default_rng(n).integers(0, 256, (n, 276), dtype=np.uint8)
+
+
+@lru_cache(maxsize=None)
+def id_lists(blocks: int, per_block: int) -> tuple[np.ndarray, np.ndarray]:
+    ids = np.random.default_rng(blocks).integers(0, 256, (blocks * per_block, 32), dtype=np.uint8)
+    return ids, np.arange(0, blocks * per_block + 1, per_block, dtype=np.int64)
+
+
+def corpus(blocks: int) -> Path:
+    """A generated corpus of ``blocks`` honest blocks (made once, then reused)."""
+    path = DATA / f"corpus-{blocks}"
+    if not (path / "manifest.json").exists():
+        generate(path, GenerateOptions(blocks=blocks, seed=blocks, shard_size=100_000,
+                                       rows_per_file=1_000_000), force=True)
+    return path
+
+
+@lru_cache(maxsize=4)
+def chain(blocks: int) -> Shard:
+    """All blocks of :func:`corpus` as one shard (for validation benchmarks)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    c = open_corpus(corpus(blocks))
+    table = pa.concat_tables([pq.read_table(c.path / f.path) for f in c.manifest.files])
+    return from_batch(table)
+
+
+def validate(twin, shard: Shard, blocks: int) -> np.ndarray:
+    m = open_corpus(corpus(blocks)).manifest
+    return twin.validate_blocks(*shard.arrays(), now=m.now, difficulty_target=m.difficulty_target,
+                                parent=m.anchor)

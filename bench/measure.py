@@ -1,0 +1,155 @@
+"""Measurements beyond the per-function suite: threads, the blake3 package, start-up,
+per-call cost, and the harness's overhead and memory on large corpora."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import blake3
+import numba
+import numpy as np
+
+import kernels.jit as jit
+import kernels.legacy as legacy
+from bench import data
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def best(fn, repeat: int = 3) -> tuple[float, object]:
+    fn()  # warm-up outside the timing
+    times, out = [], None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return min(times), out
+
+
+def thread_scaling(n_headers: int = 1_000_000, merkle_blocks: int = 10_000,
+                   chain_blocks: int = 100_000) -> dict:
+    h = data.headers(n_headers)
+    ids, off = data.id_lists(merkle_blocks, 100)
+    shard = data.chain(chain_blocks)
+    work = {"header_hash": lambda: jit.hash_headers(h),
+            "merkle_root": lambda: jit.merkle_roots(ids, off),
+            "validate": lambda: data.validate(jit, shard, chain_blocks)}
+    out = {}
+    for name, fn in work.items():
+        timings = {}
+        results = []
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            timings[threads], r = best(fn)
+            results.append(np.asarray(r))
+        assert np.array_equal(results[0], results[1]), name
+        out[name] = {"seconds_1": timings[1], "seconds_2": timings[2],
+                     "scaling": timings[1] / timings[2]}
+    numba.set_num_threads(1)
+    return out
+
+
+def package_ratio(n_headers: int = 1_000_000) -> dict:
+    numba.set_num_threads(1)
+    h = data.headers(n_headers)
+    t_jit, out = best(lambda: jit.hash_headers(h))
+    assert out[0].tobytes() == blake3.blake3(h[0].tobytes()).digest()
+    buf = np.random.default_rng(1).bytes(256 << 20)
+    t_pkg, _ = best(lambda: blake3.blake3(buf, max_threads=1).digest())
+    jit_cps = 5 * n_headers / t_jit
+    pkg_cps = len(buf) / 64 / t_pkg
+    return {"jit_compressions_per_s": jit_cps, "package_compressions_per_s": pkg_cps,
+            "ratio": jit_cps / pkg_cps}
+
+
+_STARTUP = """
+import time, json
+t0 = time.perf_counter()
+import numpy as np
+import kernels.jit as J
+h = np.zeros((100, 276), np.uint8)
+J.hash_headers(h); J.merkle_roots(np.zeros((3, 32), np.uint8), np.array([0, 3], np.int64))
+J.validate_chain([], 0, bytes(32))
+from parity.corpus import open_corpus
+c = open_corpus("corpora/sample-valid"); m = c.manifest
+for s in c.shards():
+    J.validate_blocks(*s.arrays(), now=m.now, difficulty_target=m.difficulty_target, parent=m.anchor)
+print(json.dumps({"seconds": time.perf_counter() - t0}))
+"""
+
+
+def startup() -> dict:
+    """Cold (empty numba cache) and warm (cache filled) time to load every kernel and
+    run each once, in fresh processes."""
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        runs = []
+        for _ in range(3):
+            out = subprocess.run([sys.executable, "-c", _STARTUP], env=env, cwd=ROOT,
+                                 capture_output=True, text=True, check=True)
+            runs.append(json.loads(out.stdout)["seconds"])
+    import_only = subprocess.run([sys.executable, "-c", "import time;t=time.perf_counter();"
+                                  "import numpy, numba;print(time.perf_counter()-t)"],
+                                 capture_output=True, text=True, check=True)
+    return {"cold_seconds": runs[0], "warm_seconds": min(runs[1:]),
+            "python_numba_import_seconds": float(import_only.stdout)}
+
+
+def per_call(calls: int = 20_000) -> dict:
+    from parity import experiment
+    from parity.modes import Mode, ModeState
+    from parity.percall import Controller
+    header = data.headers(1)[0].tobytes()
+    out = {}
+    for mode in (Mode.LEGACY_ONLY, Mode.REFACTORED_ONLY):
+        c = Controller(ModeState(None, initial=mode))
+        f = experiment("header_hash", legacy=legacy.hash_header, refactored=jit.hash_header,
+                       controller=c)
+        assert f(header) == legacy.hash_header(header)
+        t, _ = best(lambda: [f(header) for _ in range(calls)])
+        out[mode.label] = t / calls
+    raw = {"legacy": legacy.hash_header, "jit": jit.hash_header}
+    for name, fn in raw.items():
+        t, _ = best(lambda: [fn(header) for _ in range(calls)])
+        out[f"raw_{name}"] = t / calls
+    out["jit_vs_legacy_mode3_vs_mode0"] = out["legacy_only"] / out["refactored_only"]
+    return out
+
+
+_RSS = """
+import resource, subprocess, sys, json
+r = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+print(json.dumps({"rc": r.returncode, "maxrss_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+                  "stderr": r.stderr[-2000:]}))
+"""
+
+
+def shadow_run(blocks: int) -> dict:
+    """``parity shadow`` over an honest corpus: harness overhead and peak RSS."""
+    corpus = data.corpus(blocks)
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "r.json"
+        t0 = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", _RSS, sys.executable, "-m", "parity", "shadow",
+                              str(corpus), "--quiet", "--run-dir", f"{tmp}/run", "--report",
+                              str(report), "--results", f"{tmp}/results.parquet"],
+                             capture_output=True, text=True, cwd=ROOT, check=True)
+        wall = time.perf_counter() - t0
+        info = json.loads(out.stdout)
+        if info["rc"] != 0:
+            raise RuntimeError(f"parity shadow failed: {info['stderr']}")
+        r = json.loads(report.read_text())
+    legacy_s = sum(f["legacy_seconds"] for f in r["functions"].values())
+    jit_s = sum(f["refactored_seconds"] for f in r["functions"].values())
+    t = r["timing"]
+    return {"blocks": blocks, "wall_seconds": t["wall_seconds"], "process_seconds": wall,
+            "legacy_seconds": legacy_s, "jit_seconds": jit_s,
+            "harness_seconds": t["harness_seconds"], "warmup_seconds": t["warmup_seconds"],
+            "overhead_vs_legacy": t["harness_seconds"] / legacy_s,
+            "peak_rss_mib": info["maxrss_kib"] / 1024,
+            "mismatches": sum(f["mismatches"] for f in r["functions"].values())}

@@ -1,0 +1,155 @@
+"""``make bench``: the per-function suite plus bench/measure.py, written as JSON, a
+Markdown table and PNG plots under bench/results."""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FUNCTIONS = ("header_hash", "merkle_root", "validate")
+
+
+def run_suite(out: Path, sizes: str) -> list[dict]:
+    raw = out / "pytest-benchmark.json"
+    subprocess.run([sys.executable, "-m", "pytest", "bench/test_kernels.py", "-q",
+                    "-p", "no:cacheprovider", f"--benchmark-json={raw}",
+                    "--benchmark-disable-gc", "-o", "testpaths=bench"],
+                   cwd=ROOT, check=True, env={**__import__("os").environ,
+                                              "PARITY_BENCH_SIZES": sizes})
+    rows = []
+    for b in json.loads(raw.read_text())["benchmarks"]:
+        e = b["extra_info"]
+        rows.append({"function": e["function"], "impl": e["impl"], "n": e["n"],
+                     "seconds": b["stats"]["min"], "rounds": b["stats"]["rounds"],
+                     "throughput": e["n"] / b["stats"]["min"]})
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| function | n | legacy items/s | JIT items/s | speedup |", "|---|---:|---:|---:|---:|"]
+    by = {(r["function"], r["impl"], r["n"]): r for r in rows}
+    for fn in FUNCTIONS:
+        for n in sorted({r["n"] for r in rows if r["function"] == fn}):
+            lg, jt = by.get((fn, "legacy", n)), by.get((fn, "jit", n))
+            if lg and jt:
+                lines.append(f"| {fn} | {n:,} | {lg['throughput']:,.0f} | {jt['throughput']:,.0f} "
+                             f"| {lg['seconds'] / jt['seconds']:.1f}x |")
+    return "\n".join(lines)
+
+
+def plots(rows: list[dict], extras: dict, out: Path) -> list[str]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    names = []
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for fn in FUNCTIONS:
+        for impl, style in (("legacy", "--"), ("jit", "-")):
+            pts = sorted((r["n"], r["throughput"]) for r in rows
+                         if r["function"] == fn and r["impl"] == impl)
+            if pts:
+                axes[0].plot(*zip(*pts), style, marker="o", label=f"{fn} {impl}")
+        lg = {r["n"]: r["seconds"] for r in rows if r["function"] == fn and r["impl"] == "legacy"}
+        jt = {r["n"]: r["seconds"] for r in rows if r["function"] == fn and r["impl"] == "jit"}
+        pts = sorted((n, lg[n] / jt[n]) for n in lg if n in jt)
+        if pts:
+            axes[1].plot(*zip(*pts), marker="o", label=fn)
+    axes[0].set(xscale="log", yscale="log", xlabel="batch size (items)",
+                ylabel="items per second (1 thread)", title="Throughput vs batch size")
+    axes[1].set(xscale="log", xlabel="batch size (items)", ylabel="JIT speedup over legacy",
+                title="Speedup vs batch size")
+    axes[1].axhline(2, color="red", lw=0.8, ls=":")
+    for ax in axes:
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "throughput_speedup.png", dpi=100)
+    names.append("throughput_speedup.png")
+    scaling = extras.get("threads")
+    if scaling:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        fns = list(scaling)
+        ax.bar(fns, [scaling[f]["scaling"] for f in fns])
+        ax.axhline(1.8, color="red", lw=0.8, ls=":", label="target 1.8x")
+        ax.set(ylabel="2 threads vs 1", title="JIT scaling with threads")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / "thread_scaling.png", dpi=100)
+        names.append("thread_scaling.png")
+    return names
+
+
+def render(rows: list[dict], extras: dict, machine: dict) -> str:
+    parts = [f"# Benchmark report\n\nMachine: {machine['cpu']}, {machine['cores']} cores, "
+             f"Python {machine['python']}, numba {machine['numba']}; taken {machine['date']}.\n",
+             "## Legacy vs JIT, one thread\n", table(rows), ""]
+    p = extras.get("package")
+    if p:
+        parts.append(f"## BLAKE3 compressions\n\nJIT header hashing: {p['jit_compressions_per_s'] / 1e6:.1f}M "
+                     f"compressions/s; the `blake3` package on one 256 MiB buffer, max_threads=1: "
+                     f"{p['package_compressions_per_s'] / 1e6:.1f}M/s; ratio {p['ratio']:.0%}.\n")
+    t = extras.get("threads")
+    if t:
+        parts.append("## Threads\n\n| kernel | 1 thread s | 2 threads s | scaling |\n|---|---:|---:|---:|")
+        parts += [f"| {k} | {v['seconds_1']:.4f} | {v['seconds_2']:.4f} | {v['scaling']:.2f}x |"
+                  for k, v in t.items()]
+        parts.append("")
+    s = extras.get("startup")
+    if s:
+        parts.append(f"## Start-up\n\nLoading and running every kernel once in a fresh process: "
+                     f"cold numba cache {s['cold_seconds']:.1f}s, warm cache {s['warm_seconds']:.2f}s "
+                     f"(of which importing numpy and numba {s['python_numba_import_seconds']:.2f}s).\n")
+    c = extras.get("per_call")
+    if c:
+        parts.append(f"## Per-call API, one header\n\nmode 3 (JIT): {c['refactored_only'] * 1e6:.2f} us/call; "
+                     f"mode 0 (legacy): {c['legacy_only'] * 1e6:.2f} us/call; raw JIT "
+                     f"{c['raw_jit'] * 1e6:.2f} us, raw legacy {c['raw_legacy'] * 1e6:.2f} us.\n")
+    runs = extras.get("shadow")
+    if runs:
+        parts.append("## parity shadow\n\n| blocks | wall s | legacy s | JIT s | harness s | "
+                     "harness / legacy | peak RSS MiB |\n|---:|---:|---:|---:|---:|---:|---:|")
+        parts += [f"| {r['blocks']:,} | {r['wall_seconds']:.1f} | {r['legacy_seconds']:.1f} | "
+                  f"{r['jit_seconds']:.2f} | {r['harness_seconds']:.2f} | "
+                  f"{r['overhead_vs_legacy']:.1%} | {r['peak_rss_mib']:.0f} |" for r in runs]
+        parts.append("")
+    return "\n".join(parts) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--out", default="bench/results")
+    ap.add_argument("--sizes", default="1,1000,100000,1000000")
+    ap.add_argument("--shadow-blocks", default="1000000",
+                    help="comma-separated corpus sizes for the parity shadow runs ('' to skip)")
+    args = ap.parse_args()
+    out = ROOT / args.out
+    out.mkdir(parents=True, exist_ok=True)
+    import numba
+    from bench import measure
+    machine = {"cpu": platform.processor() or platform.machine(), "cores": __import__("os").cpu_count(),
+               "python": platform.python_version(), "numba": numba.__version__,
+               "date": time.strftime("%Y-%m-%d")}
+    try:
+        machine["cpu"] = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
+                              if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    rows = run_suite(out, args.sizes)
+    extras = {"package": measure.package_ratio(), "threads": measure.thread_scaling(),
+              "startup": measure.startup(), "per_call": measure.per_call()}
+    extras["shadow"] = [measure.shadow_run(int(b)) for b in args.shadow_blocks.split(",") if b]
+    (out / "results.json").write_text(json.dumps({"machine": machine, "kernels": rows,
+                                                  **extras}, indent=2))
+    plots(rows, extras, out)
+    (out / "report.md").write_text(render(rows, extras, machine))
+    print((out / "report.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
