@@ -147,9 +147,16 @@ def _cmd_shadow(args: argparse.Namespace) -> int:
     opts = ShadowOptions(mode=mode, legacy=args.legacy, refactored=args.refactored,
                          results=args.results, run_dir=args.run_dir, resume=args.resume, **common)
     from parity.exporters import BatchExporter
-    run = ShadowRun(opts)
+    if args.engine == "dask":
+        from parity.distributed import DaskShadow
+        engine = DaskShadow(opts, scheduler=args.scheduler, workers=args.workers)
+        run = engine.run
+    else:
+        if args.scheduler:
+            raise ParityError("--scheduler goes with --engine dask")
+        engine = run = ShadowRun(opts)
     with BatchExporter(run.metrics, args.pushgateway, args.metrics_file, run.corpus) as exporter:
-        result = run.execute(on_shard=exporter.on_shard)
+        result = engine.execute(on_shard=exporter.on_shard)
     if args.report:
         write_report(result.report, args.report)
     print(render_table(result.report))
@@ -215,6 +222,10 @@ def _shadow_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--pushgateway", help="push metrics to this Pushgateway URL")
     s.add_argument("--metrics-file", help="write metrics in the textfile format here")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--engine", choices=["local", "dask"], default="local")
+    s.add_argument("--scheduler", help="with --engine dask: a running scheduler's address")
+    s.add_argument("--workers", type=int, default=2,
+                   help="with --engine dask and no --scheduler: local worker processes")
     s.set_defaults(func=_cmd_shadow)
     r = sub.add_parser("replay", help="run both twins on one block of a corpus")
     r.add_argument("corpus")

@@ -95,10 +95,11 @@ def corpus_identity(corpus: Corpus) -> str:
 
 class ShadowRun:
     def __init__(self, opts: ShadowOptions, metrics: Metrics | None = None,
-                 legacy: ModuleType | None = None, refactored: ModuleType | None = None) -> None:
+                 legacy: ModuleType | None = None, refactored: ModuleType | None = None,
+                 verify: bool = True) -> None:
         opts.check()
         self.opts = opts
-        self.corpus = open_corpus(opts.corpus)
+        self.corpus = open_corpus(opts.corpus, verify=verify)
         self.m = self.corpus.manifest
         self.metrics = metrics or Metrics()
         self.mode = opts.mode

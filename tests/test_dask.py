@@ -1,0 +1,154 @@
+"""Shadow runs on a local Dask cluster of worker processes equal the single-process run."""
+import json
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from kernels import constants as C
+from kernels.legacy import decode_header
+from parity.corpus import open_corpus
+from parity.corpus.generate import GenerateOptions, generate, read_truth
+from parity.modes import Mode
+from parity.shadow import ShadowOptions, ShadowRun
+
+import distributed  # noqa: E402,F401  (a dev dependency: never skipped)
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def client():
+    from distributed import Client, LocalCluster
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                           dashboard_address=":0", host="127.0.0.1", silence_logs=50)
+    c = Client(cluster)
+    yield c
+    c.close()
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    path = tmp_path_factory.mktemp("dask") / "faulty"
+    generate(path, GenerateOptions(blocks=2400, seed=31, fault_rate=0.3, shard_size=257,
+                                   rows_per_file=900))  # shards and files split mid-chain
+    return path
+
+
+def _set_env(client, **env):
+    def apply(env=env):
+        os.environ.update(env)
+        for k, v in env.items():
+            if not v:
+                os.environ.pop(k, None)
+    client.run(apply)
+    apply()
+
+
+def _single(corpus, tmp, **kw):
+    opts = ShadowOptions(corpus=str(corpus), run_dir=str(tmp / "single"), quiet=True,
+                         results=str(tmp / "single.parquet"), **kw)
+    return ShadowRun(opts).execute()
+
+
+def _dask(corpus, tmp, client, on_shard=None, **kw):
+    from parity.distributed import DaskShadow
+    opts = ShadowOptions(corpus=str(corpus), run_dir=str(tmp / "dask"), quiet=True,
+                         results=str(tmp / "dask.parquet"), **kw)
+    return DaskShadow(opts).execute(client=client, on_shard=on_shard)
+
+
+def _same(a, b, tmp):
+    keep = ("comparisons", "mismatches", "errors", "legacy_calls", "refactored_calls")
+    fa = {fn: {k: f[k] for k in keep} for fn, f in a.report["functions"].items()}
+    fb = {fn: {k: f[k] for k in keep} for fn, f in b.report["functions"].items()}
+    assert fa == fb
+    assert a.report["mismatched_blocks"] == b.report["mismatched_blocks"]
+    assert a.report["replays_served"] == b.report["replays_served"]
+    assert [json.dumps(r, sort_keys=True) for r in a.records] == \
+        [json.dumps(r, sort_keys=True) for r in b.records]
+    strip = [{k: v for k, v in c.items() if k != "time"} for c in a.report["mode"]["changes"]]
+    assert strip == [{k: v for k, v in c.items() if k != "time"} for c in b.report["mode"]["changes"]]
+    assert a.report["mode"]["end"] == b.report["mode"]["end"]
+    assert pq.read_table(tmp / "single.parquet").equals(pq.read_table(tmp / "dask.parquet"))
+
+
+def test_cross_shard_replay_exists(corpus):
+    """The fixture has a replay whose first occurrence sits in an earlier shard."""
+    c = open_corpus(corpus)
+    first_seen, cross = {}, 0
+    for k, shard in enumerate(c.shards()):
+        for i in range(len(shard)):
+            cm = shard.headers[i, C.OFF_COMMITMENT_HASH:C.OFF_COMMITMENT_HASH + 32].tobytes()
+            if cm in first_seen and first_seen[cm] != k:
+                cross += 1
+            first_seen.setdefault(cm, k)
+    assert cross > 0
+    every = 0
+    for s in read_truth(corpus):
+        every |= int(s)
+    assert every == C.ALL_RULES
+
+
+def test_equal_to_single_process(corpus, tmp_path, client):
+    _set_env(client, BROKEN_TWIN="")
+    a = _single(corpus, tmp_path)
+    b = _dask(corpus, tmp_path, client)
+    assert a.exit_code == b.exit_code == 0
+    _same(a, b, tmp_path)
+    status = pq.read_table(tmp_path / "dask.parquet").column("status").to_numpy()
+    assert np.array_equal(status, read_truth(corpus))
+
+
+@pytest.mark.parametrize("mode", [Mode.SHADOW, Mode.REFACTORED_PRIMARY])
+def test_equal_with_planted_bugs(corpus, tmp_path, client, mode):
+    heights = []
+    for shard in open_corpus(corpus).shards():
+        heights.append(decode_header(shard.headers[len(shard) // 2].tobytes())["height"])
+    env = {"BROKEN_TWIN": "flip,negzero,odd_copy", "BROKEN_TWIN_HEIGHTS": ",".join(map(str, heights))}
+    _set_env(client, **env)
+    try:
+        from tests import broken_twin
+        a = ShadowRun(ShadowOptions(corpus=str(corpus), run_dir=str(tmp_path / "single"),
+                                    quiet=True, results=str(tmp_path / "single.parquet"),
+                                    mode=mode, refactored="tests.broken_twin")).execute()
+        b = _dask(corpus, tmp_path, client, mode=mode, refactored="tests.broken_twin")
+    finally:
+        _set_env(client, BROKEN_TWIN="", BROKEN_TWIN_HEIGHTS="")
+    assert a.exit_code == b.exit_code == 1
+    assert a.report["functions"]["header_hash"]["mismatches"] == len(heights)
+    _same(a, b, tmp_path)
+    assert broken_twin  # imported for the workers' sake too
+
+
+def test_killed_worker_changes_nothing(corpus, tmp_path, client):
+    _set_env(client, BROKEN_TWIN="")
+    a = _single(corpus, tmp_path)
+    killed = []
+
+    def kill_one(run):
+        if not killed:
+            pids = client.run(os.getpid)
+            victim = sorted(pids.values())[0]
+            os.kill(victim, signal.SIGKILL)
+            killed.append(victim)
+
+    b = _dask(corpus, tmp_path, client, on_shard=kill_one)
+    assert killed
+    _same(a, b, tmp_path)
+    client.wait_for_workers(2, timeout=60)
+
+
+def test_cli_dask_engine(tmp_path, capsys):
+    from parity.cli import main
+    corpus = Path(__file__).resolve().parent.parent / "corpora" / "sample-faults"
+    code = main(["shadow", str(corpus), "--engine", "dask", "--workers", "2", "--quiet",
+                 "--run-dir", str(tmp_path / "r"), "--report", str(tmp_path / "r.json")])
+    assert code == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["engine"]["name"] == "dask"
+    assert report["functions"]["validate"]["comparisons"] == 800
+    assert main(["shadow", str(corpus), "--scheduler", "tcp://127.0.0.1:1"]) == 2
