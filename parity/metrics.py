@@ -59,9 +59,9 @@ class Metrics:
         self.replays = Counter("epoch_replay_detected_total",
                                "Blocks served with COMMITMENT_REPLAY set", registry=r)
         self._sums: dict[str, list[float]] = {}
-        for m in Mode:
-            for s in SERVED:
-                self.mode_requests.labels(mode=m.label, served=s)
+        self._children: dict[str, tuple] = {}
+        self._served = {(m, s): self.mode_requests.labels(mode=m.label, served=s)
+                        for m in Mode for s in SERVED}
         for impl in IMPLEMENTATIONS:
             self.header_hash.labels(implementation=impl)
             self.merkle_root.labels(implementation=impl)
@@ -84,6 +84,13 @@ class Metrics:
             self.refactored_duration.labels(function=fn)
             self.speedup.labels(function=fn).set(math.nan)
             self._sums[fn] = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]  # legacy s, n, refactored s, n, cmp, mis
+            impl = {"header_hash": self.header_hash, "merkle_root": self.merkle_root}.get(fn)
+            self._children[fn] = (  # .labels() is slow: look each child up once
+                self.legacy_duration.labels(function=fn), self.refactored_duration.labels(function=fn),
+                self.comparisons.labels(function=fn), self.mismatches.labels(function=fn),
+                self.match_rate.labels(function=fn), self.speedup.labels(function=fn),
+                impl.labels(implementation="legacy") if impl else None,
+                impl.labels(implementation="refactored") if impl else None)
 
     def set_mode(self, mode: Mode) -> None:
         self.mode_active.set(int(mode))
@@ -91,33 +98,32 @@ class Metrics:
     def observe(self, fn: str, legacy_s: float | None, refactored_s: float | None,
                 compared: int = 0, mismatched: int = 0) -> None:
         """One dual (or single) call of ``fn``: durations and comparison counts."""
-        self.add_function(fn)
+        if fn not in self._children:
+            self.add_function(fn)
+        leg, ref, cmp_, mis, rate, speed, impl_l, impl_r = self._children[fn]
         with self._lock:
             s = self._sums[fn]
             if legacy_s is not None:
-                self.legacy_duration.labels(function=fn).observe(legacy_s)
+                leg.observe(legacy_s)
+                if impl_l is not None:
+                    impl_l.observe(legacy_s)
                 s[0] += legacy_s
                 s[1] += 1
             if refactored_s is not None:
-                self.refactored_duration.labels(function=fn).observe(refactored_s)
+                ref.observe(refactored_s)
+                if impl_r is not None:
+                    impl_r.observe(refactored_s)
                 s[2] += refactored_s
                 s[3] += 1
             if compared:
-                self.comparisons.labels(function=fn).inc(compared)
+                cmp_.inc(compared)
                 s[4] += compared
-            if mismatched:
-                self.mismatches.labels(function=fn).inc(mismatched)
-                s[5] += mismatched
-            if s[4]:
-                self.match_rate.labels(function=fn).set(1.0 - s[5] / s[4])
-            if s[1] and s[3] and s[2] > 0:
-                self.speedup.labels(function=fn).set((s[0] / s[1]) / (s[2] / s[3]))
-        impl_hist = {"header_hash": self.header_hash, "merkle_root": self.merkle_root}.get(fn)
-        if impl_hist is not None:
-            if legacy_s is not None:
-                impl_hist.labels(implementation="legacy").observe(legacy_s)
-            if refactored_s is not None:
-                impl_hist.labels(implementation="refactored").observe(refactored_s)
+                if mismatched:
+                    mis.inc(mismatched)
+                    s[5] += mismatched
+                rate.set(1.0 - s[5] / s[4])
+            if compared and s[1] and s[3] and s[2] > 0:
+                speed.set((s[0] / s[1]) / (s[2] / s[3]))
 
     def served(self, mode: Mode, which: str, n: int = 1) -> None:
-        self.mode_requests.labels(mode=mode.label, served=which).inc(n)
+        self._served[(mode, which)].inc(n)

@@ -45,6 +45,11 @@ def run_selftest() -> None:
                         f"expected {expected}")
 
 
+def is_ready() -> bool:
+    """True once the self-test has passed in this process (a cheap check per call)."""
+    return bool(_state["done"]) and _state["error"] is None
+
+
 def ensure_ready() -> None:
     """Run the self-test once per process; raise :class:`JitSelfTestError` on failure."""
     if _state["done"]:

@@ -6,8 +6,11 @@ from collections.abc import Mapping
 import numpy as np
 
 from kernels.constants import HASH_SIZE, HEADER_FIELDS, HEADER_SIZE
-from kernels.jit._blake3 import hash_rows_into
-from kernels.jit._selftest import ensure_ready
+from numba import njit
+
+from kernels.config import JIT_OPTIONS
+from kernels.jit._blake3 import _hash_serial, hash_rows_into
+from kernels.jit._selftest import ensure_ready, is_ready
 
 __all__ = ["decode_header", "decode_headers", "encode_header", "encode_headers", "hash_header",
            "hash_headers"]
@@ -39,12 +42,26 @@ def hash_headers(headers: np.ndarray, parallel: bool = True) -> np.ndarray:
     return out
 
 
+@njit(**JIT_OPTIONS)
+def _hash_one(header):
+    """One header given as ``bytes``: the per-call path, with no array set-up in Python."""
+    buf = np.empty(HEADER_SIZE, dtype=np.uint8)
+    for k in range(HEADER_SIZE):
+        buf[k] = header[k]
+    out = np.empty(32, dtype=np.uint8)
+    none = np.empty(0, dtype=np.int64)
+    _hash_serial(buf.view(np.uint32), none, HEADER_SIZE // 4, 1, HEADER_SIZE, none,
+                 out.view(np.uint32))
+    return out
+
+
 def hash_header(header: bytes) -> bytes:
     """The hash of one 276-byte header (one lane, one thread)."""
     if len(header) != HEADER_SIZE:
         raise ValueError(f"header: expected {HEADER_SIZE} bytes, got {len(header)}")
-    arr = np.frombuffer(bytes(header), dtype=np.uint8).reshape(1, HEADER_SIZE)
-    return hash_headers(arr, parallel=False)[0].tobytes()
+    if not is_ready():
+        ensure_ready()
+    return _hash_one(header if type(header) is bytes else bytes(header)).tobytes()
 
 
 def decode_headers(headers: np.ndarray) -> dict[str, np.ndarray]:
