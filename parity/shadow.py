@@ -164,7 +164,8 @@ class ShadowRun:
     def _warm_up(self, shard: Shard) -> None:
         sides = [s for s, runs in ((self.legacy, self.mode.runs_legacy),
                                    (self.refactored, self.mode.runs_refactored)) if runs]
-        tiny = shard.slice(0, min(128, len(shard)))  # big enough for the parallel kernels
+        # big enough for the parallel kernels; views, so the array types match the shard's
+        tiny = shard.slice(0, min(128, len(shard)), copy=False)
         for side in sides:
             t0 = time.perf_counter()
             scratch = _Side(side.name, side.module, side.module.new_replay_state(), None)

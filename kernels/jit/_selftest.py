@@ -30,8 +30,20 @@ _lock = threading.Lock()
 _state: dict[str, object] = {"done": False, "error": None}
 
 
+def _replay_selftest() -> None:
+    """The replay table must find every repeat, across a growth (rehash) of the table."""
+    from kernels.jit._replay import ReplayState
+    keys = np.arange(400, dtype=np.uint64).repeat(4).reshape(-1, 4)
+    state = ReplayState(16)
+    first = state.mark(keys)
+    again = state.mark(keys[::-1].copy())
+    if first.any() or not again.all() or len(state) != 400:
+        raise JitSelfTestError("numba replay-table self-test failed: repeats missed or invented")
+
+
 def run_selftest() -> None:
-    """Hash every known-answer input, alone and as 17 equal rows (full lanes and a tail)."""
+    """Hash every known-answer input, alone and as 17 equal rows (full lanes and a tail),
+    then check the replay table."""
     for length, expected in KNOWN_ANSWERS:
         data = (np.arange(length, dtype=np.int64) % 251).astype(np.uint8)
         for rows in (1, 17):
@@ -43,6 +55,7 @@ def run_selftest() -> None:
                         f"numba BLAKE3 self-test failed: input of {length} bytes "
                         f"(row {r} of {rows}) hashed to {out[r].tobytes().hex()}, "
                         f"expected {expected}")
+    _replay_selftest()
 
 
 def is_ready() -> bool:

@@ -50,16 +50,20 @@ class Shard:
                      int(self.targets[i]),
                      self.indices[self.idx_offsets[i]:self.idx_offsets[i + 1]].tolist())
 
-    def slice(self, lo: int, hi: int) -> Shard:
-        """Blocks ``lo..hi`` of this shard as a shard of their own (arrays copied)."""
+    def slice(self, lo: int, hi: int, copy: bool = True) -> Shard:
+        """Blocks ``lo..hi`` as a shard of their own: copies, or (``copy=False``) views that
+        keep the arrays' kind (read-only Arrow buffers stay read-only, so a warm-up on a
+        view compiles exactly what the full shard will use)."""
+        take = (lambda a: a.copy()) if copy else (lambda a: a)
+
         def part(values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             a, b = offsets[lo], offsets[hi]
-            return values[a:b].copy(), (offsets[lo:hi + 1] - a).astype(np.int64)
+            return take(values[a:b]), (offsets[lo:hi + 1] - a).astype(np.int64)
         ids, id_off = part(self.ids, self.id_offsets)
         nums, num_off = part(self.numbers, self.num_offsets)
         idxs, idx_off = part(self.indices, self.idx_offsets)
-        return Shard(self.headers[lo:hi].copy(), ids, id_off, nums, num_off,
-                     self.targets[lo:hi].copy(), idxs, idx_off, self.start + lo, self.file,
+        return Shard(take(self.headers[lo:hi]), ids, id_off, nums, num_off,
+                     take(self.targets[lo:hi]), idxs, idx_off, self.start + lo, self.file,
                      self.row + lo)
 
 
