@@ -249,3 +249,21 @@ def test_match_rate_metric_is_nan_before_comparisons():
     from parity.metrics import Metrics
     m = Metrics()
     assert math.isnan(m.match_rate.labels(function="validate")._value.get())
+
+
+def test_metrics_textfile(tmp_path, capsys, monkeypatch):
+    """--metrics-file writes the run's metrics in the Prometheus text format."""
+    from prometheus_client.parser import text_string_to_metric_families
+    monkeypatch.setenv("BROKEN_TWIN", "odd_copy")
+    out = tmp_path / "parity.prom"
+    assert main(["shadow", str(VALID), "--quiet", "--run-dir", str(tmp_path / "r"),
+                 "--refactored", "tests.broken_twin", "--metrics-file", str(out)]) == 1
+    fams = {f.name: f for f in text_string_to_metric_families(out.read_text())}
+    samples = {(s.name, s.labels.get("function")): s.value
+               for f in fams.values() for s in f.samples}
+    assert samples[("dual_run_comparisons_total", "merkle_root")] == 1000
+    blocks = all_blocks(VALID)
+    odd = sum(1 for b in blocks if _odd_levels(len(b.txids)))
+    assert samples[("dual_run_mismatches_total", "merkle_root")] == odd
+    assert samples[("dual_run_mismatches_total", "header_hash")] == 0
+    assert samples[("codec_mode_active", None)] == 1
