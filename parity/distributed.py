@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kernels import constants as C
+from parity.corpus import open_corpus
 from parity.errors import ParityError
 from parity.metrics import Metrics
 from parity.modes import Mode
@@ -31,17 +32,9 @@ from parity.stats import FunctionStats
 _WARM: dict[str, bool] = {}  # per worker process: twins already compiled / warmed
 
 
-def _headers_of(corpus_path: str, file: str, group: int) -> np.ndarray:
-    table = pq.ParquetFile(Path(corpus_path) / file).read_row_group(group, columns=["header"])
-    raw = table.column("header").combine_chunks()
-    return np.frombuffer(raw.buffers()[1], np.uint8)[
-        raw.offset * C.HEADER_SIZE:(raw.offset + len(raw)) * C.HEADER_SIZE
-    ].reshape(-1, C.HEADER_SIZE)
-
-
 def commitments_task(corpus_path: str, file: str, group: int) -> np.ndarray:
     """Pass 1: the commitment_hash of every block of one shard, ``uint8[n, 32]``."""
-    h = _headers_of(corpus_path, file, group)
+    h = open_corpus(corpus_path, verify=False).read_headers(file, group)
     return np.ascontiguousarray(h[:, C.OFF_COMMITMENT_HASH:C.OFF_COMMITMENT_HASH + 32])
 
 
@@ -62,7 +55,7 @@ def shard_task(opts: dict, index: int, groups: list, row: int, prime: np.ndarray
             side.parent = run.m.anchor
     if index > 0:
         pfile, pgroup, _s, _r = groups[index - 1]
-        last = _headers_of(options.corpus, pfile, pgroup)[-1:].copy()
+        last = run.corpus.read_headers(pfile, pgroup)[-1:].copy()
         height = int(_u64(last, C.OFF_HEIGHT)[0])
         ts = int(_u64(last, C.OFF_TIMESTAMP)[0].astype(np.int64))
         for side in (run.legacy, run.refactored):
@@ -163,6 +156,7 @@ class DaskShadow:
                 for fut in as_completed(list(futures)):
                     res = fut.result()
                     results[res["index"]] = res  # by index: a retried task replaces, never adds
+                    run.blocks_done += res["blocks"]
                     bar.advance(res["blocks"])
                     self._observe(res)
                     if on_shard is not None:

@@ -15,7 +15,6 @@ from types import ModuleType
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from kernels import constants as C
 from parity.compare import describe, diff_bytes, merkle_divergence, mismatched_rows, status_diff
@@ -47,7 +46,6 @@ class ShadowOptions:
     seed: int = 0
     quiet: bool = False
     max_records: int = 100_000
-    label: str = ""
 
     def check(self) -> None:
         for fn in self.functions:
@@ -109,6 +107,7 @@ class ShadowRun:
         self.stats = {fn: FunctionStats() for fn in opts.functions}
         self.replays_served = 0
         self.records_logged = 0
+        self.blocks_done = 0
         self.warmup: dict[str, float] = {}
         self.kernel_seconds = 0.0
         run_dir = opts.run_dir or f".parity-run/{self.corpus.path.resolve().name}"
@@ -365,11 +364,7 @@ class ShadowRun:
         for file, group, start, rows in groups or self.corpus.row_groups():
             if start >= until_block:
                 break
-            table = pq.ParquetFile(self.corpus.path / file).read_row_group(group, columns=["header"])
-            raw = table.column("header").combine_chunks()
-            headers = np.frombuffer(raw.buffers()[1], np.uint8)[
-                raw.offset * C.HEADER_SIZE:(raw.offset + len(raw)) * C.HEADER_SIZE
-            ].reshape(-1, C.HEADER_SIZE)[:until_block - start]
+            headers = self.corpus.read_headers(file, group)[:until_block - start]
             commits = [r.tobytes() for r in
                        headers[:, C.OFF_COMMITMENT_HASH:C.OFF_COMMITMENT_HASH + 32]]
             for side in (self.legacy, self.refactored):
@@ -452,6 +447,7 @@ class ShadowRun:
                 log_bytes = self.run.append_records(records)
                 self.run.write_part(index, table)
                 self._checkpoint(index + 1, log_bytes, identity)
+                self.blocks_done = start + rows
                 bar.advance(rows)
                 if on_shard is not None:
                     on_shard(self)

@@ -18,7 +18,6 @@ from parity.cli import main
 from parity.corpus import open_corpus
 from parity.corpus.generate import GenerateOptions, generate, read_truth
 from parity.corpus.jsonl import block_to_json, export_jsonl, import_jsonl
-from parity.errors import CorpusError
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPORA = ROOT / "corpora"
@@ -252,7 +251,7 @@ def test_jsonl_reveal_and_field_errors(tmp_path, capsys, edit, needle):
     code, err = _run(capsys, "corpus", "import", "--jsonl", str(tmp_path / "bad.jsonl"),
                      str(tmp_path / "out"))
     assert code == 2 and "Traceback" not in err
-    assert f"bad.jsonl:4: " in err and needle in err, err
+    assert "bad.jsonl:4: " in err and needle in err, err
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
 
 

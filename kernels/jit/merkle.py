@@ -62,7 +62,6 @@ def _next_level(level, start, count, parallel):
 
 @njit(**JIT_OPTIONS)
 def _merkle_roots(ids, offsets, out, parallel):
-    nblocks = offsets.shape[0] - 1
     level = np.empty((ids.shape[0], 32), dtype=np.uint8)
     hash_rows_into(ids, level, parallel)  # leaves: every id hashed once more
     start = offsets[:-1].copy()

@@ -8,9 +8,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from blake3 import blake3
+
+from kernels.constants import HEADER_SIZE
 
 from parity.corpus.manifest import Manifest, read_manifest
 from parity.corpus.shard import SCHEMA, Shard, from_batch
@@ -68,6 +71,17 @@ class Corpus:
             return from_batch(table, start=start, file=file, row=row)
         except (OSError, pa.ArrowException, ValueError) as exc:
             raise CorpusError(path, f"unreadable row group {group}: {exc}") from None
+
+    def read_headers(self, file: str, group: int) -> np.ndarray:
+        """Only the ``header`` column of one row group: ``uint8[n, 276]`` (read-only)."""
+        path = self.path / file
+        try:
+            table = pq.ParquetFile(path).read_row_group(group, columns=["header"])
+        except (OSError, pa.ArrowException) as exc:
+            raise CorpusError(path, f"unreadable row group {group}: {exc}") from None
+        raw = table.column("header").combine_chunks()
+        return np.frombuffer(raw.buffers()[1], np.uint8)[
+            raw.offset * HEADER_SIZE:(raw.offset + len(raw)) * HEADER_SIZE].reshape(-1, HEADER_SIZE)
 
     def shards(self, first_block: int = 0) -> Iterator[Shard]:
         """Shards (one Parquet row group each) in chain order, from ``first_block`` on."""
