@@ -64,7 +64,7 @@ class Controller:
     def __init__(self, state: ModeState | None = None, metrics: Metrics | None = None,
                  sample: float = 1.0, seed: int | None = None, keep: int = 1000) -> None:
         self.state = state or ModeState(os.environ.get("PARITY_MODE_FILE", DEFAULT_STATE_FILE))
-        self.metrics = metrics or Metrics(functions=())
+        self.metrics = metrics or Metrics()  # the batch functions exist at 0 from the start
         self.metrics.set_mode(self.state.mode)
         self.state.listeners.append(lambda change: self.metrics.set_mode(self.state.mode))
         self.sample = sample

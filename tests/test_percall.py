@@ -170,3 +170,34 @@ def test_parse_mode():
     assert parse_mode("2") == parse_mode("refactored_primary") == Mode.REFACTORED_PRIMARY
     with pytest.raises(ParityError, match="accepted: 0 or legacy_only, 1 or shadow"):
         parse_mode("turbo", "CODEC_MODE")
+
+
+def test_mode_cli(tmp_path, capsys):
+    """parity mode show|promote|demote|set on a state file: refusals say why."""
+    from parity.cli import main
+    state = str(tmp_path / "mode.json")
+    assert main(["mode", "show", "--state", state]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["name"] == "shadow" and "fewer than 10,000" in shown["promotion"]
+    assert main(["mode", "promote", "--state", state]) == 2
+    assert "refused: the last 5 minutes hold 0 comparisons" in capsys.readouterr().err
+    s = ModeState(state)
+    s.record(12_000, 0)
+    s.persist_window()
+    assert main(["mode", "promote", "--state", state, "--reason", "canary green"]) == 0
+    assert "promoted shadow -> refactored_primary" in capsys.readouterr().out
+    assert main(["mode", "demote", "--state", state, "--reason", "manual rollback"]) == 0
+    out = capsys.readouterr().out
+    assert "demoted refactored_primary -> shadow" in out
+    history = json.loads(out[out.index("{"):])["history"]
+    assert [h["reason"] for h in history] == ["canary green", "manual rollback"]
+    assert main(["mode", "set", "legacy_only", "--state", state]) == 0
+    assert main(["mode", "set", "warp", "--state", state]) == 2
+    assert "accepted: 0 or legacy_only" in capsys.readouterr().err
+
+
+def test_serving_process_exports_batch_functions_at_zero(tmp_path):
+    c = Controller(ModeState(tmp_path / "m.json", initial=Mode.REFACTORED_ONLY))
+    for fn in ("header_hash", "merkle_root", "validate"):
+        assert counter(c, "dual_run_comparisons_total", function=fn) == 0
+        assert counter(c, "dual_run_mismatches_total", function=fn) == 0
