@@ -67,14 +67,26 @@ def _reveal_hashes_into(numbers, num_offsets, targets, indices, idx_offsets, sal
     hash_var_into(words, starts, lengths, problem, parallel)
     words, starts, lengths = _encode(indices, idx_offsets, targets, False)
     hash_var_into(words, starts, lengths, solution, parallel)
-    n = targets.shape[0]
+    hash_rows_into(_join(problem, salts, solution), commit, parallel)
+
+
+@njit(**JIT_OPTIONS)
+def _join_row(problem, salts, solution, b, joined):
+    for k in range(32):
+        joined[b, k] = problem[b, k]
+        joined[b, 32 + k] = salts[b, k]
+        joined[b, 64 + k] = solution[b, k]
+
+
+@njit(**PARALLEL_OPTIONS)
+def _join(problem, salts, solution):
+    """``problem_hash || epoch_salt || solution_hash`` rows (filled, and first touched, by
+    every thread)."""
+    n = problem.shape[0]
     joined = np.empty((n, 96), dtype=np.uint8)
-    for b in range(n):
-        for k in range(32):
-            joined[b, k] = problem[b, k]
-            joined[b, 32 + k] = salts[b, k]
-            joined[b, 64 + k] = solution[b, k]
-    hash_rows_into(joined, commit, parallel)
+    for b in prange(n):
+        _join_row(problem, salts, solution, b, joined)
+    return joined
 
 
 @njit(**JIT_OPTIONS)
