@@ -146,9 +146,20 @@ def test_cli_dask_engine(tmp_path, capsys):
     from parity.cli import main
     corpus = Path(__file__).resolve().parent.parent / "corpora" / "sample-faults"
     code = main(["shadow", str(corpus), "--engine", "dask", "--workers", "2", "--quiet",
-                 "--run-dir", str(tmp_path / "r"), "--report", str(tmp_path / "r.json")])
+                 "--run-dir", str(tmp_path / "r"), "--report", str(tmp_path / "r.json"),
+                 "--metrics-file", str(tmp_path / "m.prom")])
     assert code == 0
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["engine"]["name"] == "dask"
     assert report["functions"]["validate"]["comparisons"] == 800
+    # metrics are aggregated at the driver, as in a single-process run
+    from prometheus_client.parser import text_string_to_metric_families
+    samples = {(s.name, s.labels.get("function")): s.value for f in
+               text_string_to_metric_families((tmp_path / "m.prom").read_text()) for s in f.samples}
+    for fn in ("header_hash", "merkle_root", "validate"):
+        assert samples[("dual_run_comparisons_total", fn)] == 800
+        assert samples[("dual_run_mismatches_total", fn)] == 0
+        assert samples[("dual_run_parity_match_rate", fn)] == 1.0
+    replays = int((read_truth(corpus) & C.COMMITMENT_REPLAY != 0).sum())
+    assert samples[("epoch_replay_detected_total", None)] == replays > 0
     assert main(["shadow", str(corpus), "--scheduler", "tcp://127.0.0.1:1"]) == 2
