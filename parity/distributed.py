@@ -22,30 +22,30 @@ import pyarrow.parquet as pq
 
 from kernels import constants as C
 from parity.corpus import open_corpus
+from parity.corpus.reader import RowGroup
 from parity.errors import ParityError
 from parity.metrics import Metrics
 from parity.modes import Mode
 from parity.progress import Progress
-from parity.shadow import ShadowOptions, ShadowResult, ShadowRun, _u64, corpus_identity
+from parity.shadow import ShadowOptions, ShadowResult, ShadowRun, corpus_identity
 from parity.stats import FunctionStats
 
 _WARM: dict[str, bool] = {}  # per worker process: twins already compiled / warmed
 
 
-def commitments_task(corpus_path: str, file: str, group: int) -> np.ndarray:
+def commitments_task(corpus_path: str, g: RowGroup) -> np.ndarray:
     """Pass 1: the commitment_hash of every block of one shard, ``uint8[n, 32]``."""
-    h = open_corpus(corpus_path, verify=False).read_headers(file, group)
+    h = open_corpus(corpus_path, verify=False).read_headers(g)
     return np.ascontiguousarray(h[:, C.OFF_COMMITMENT_HASH:C.OFF_COMMITMENT_HASH + 32])
 
 
-def shard_task(opts: dict, index: int, groups: list, row: int, prime: np.ndarray) -> dict:
+def shard_task(opts: dict, index: int, groups: list[RowGroup], prime: np.ndarray) -> dict:
     """Pass 2: both twins over shard ``index`` in the run's mode; compact results."""
     import numba
     numba.set_num_threads(1)  # one thread per Dask worker thread
     options = ShadowOptions(**opts)
     run = ShadowRun(options, verify=False)
-    file, group, start, _rows = groups[index]
-    shard = run.corpus.read_shard(file, group, start, row)
+    shard = run.corpus.read_shard(groups[index])
     for side, runs in ((run.legacy, options.mode.runs_legacy),
                        (run.refactored, options.mode.runs_refactored)):
         if runs:
@@ -54,13 +54,7 @@ def shard_task(opts: dict, index: int, groups: list, row: int, prime: np.ndarray
                 side.replay.update([r.tobytes() for r in prime])  # type: ignore[attr-defined]
             side.parent = run.m.anchor
     if index > 0:
-        pfile, pgroup, _s, _r = groups[index - 1]
-        last = run.corpus.read_headers(pfile, pgroup)[-1:].copy()
-        height = int(_u64(last, C.OFF_HEIGHT)[0])
-        ts = int(_u64(last, C.OFF_TIMESTAMP)[0].astype(np.int64))
-        for side in (run.legacy, run.refactored):
-            if side.replay is not None:
-                side.parent = (height, np.asarray(side.module.hash_headers(last))[0].tobytes(), ts)
+        run.set_parents(run.corpus.read_headers(groups[index - 1])[-1:].copy())
     key = f"{options.legacy}|{options.refactored}|{int(options.mode)}"
     warmup = {}
     if not _WARM.get(key):
@@ -136,20 +130,16 @@ class DaskShadow:
         run = self.run
         corpus = str(Path(self.opts.corpus).resolve())
         groups = run.corpus.row_groups()
-        rows, seen = [], {}
-        for file, _g, _s, n in groups:
-            rows.append(seen.get(file, 0))
-            seen[file] = seen.get(file, 0) + n
         own = client is None
         client = client or self._client()
         try:
             need_prime = "validate" in self.opts.functions
-            commits = client.gather([client.submit(commitments_task, corpus, f, g, pure=False)
-                                     for f, g, _s, _n in groups]) if need_prime else []
-            primes = _prime_sets(commits, [g[2] for g in groups]) if need_prime else \
+            commits = client.gather([client.submit(commitments_task, corpus, g, pure=False)
+                                     for g in groups]) if need_prime else []
+            primes = _prime_sets(commits, [g.start for g in groups]) if need_prime else \
                 [np.zeros((0, 32), np.uint8)] * len(groups)
             opts = self._options()
-            futures = {client.submit(shard_task, opts, i, groups, rows[i], primes[i],
+            futures = {client.submit(shard_task, opts, i, groups, primes[i],
                                      pure=False, retries=3): i for i in range(len(groups))}
             results: dict[int, dict] = {}
             with Progress(run.m.blocks, "shadow/dask", quiet=self.opts.quiet) as bar:
@@ -161,7 +151,7 @@ class DaskShadow:
                     self._observe(res)
                     if on_shard is not None:
                         on_shard(run)
-            results = self._emulate_demotion(client, opts, groups, rows, primes, results)
+            results = self._emulate_demotion(client, opts, groups, primes, results)
         finally:
             if own:
                 client.close()
@@ -169,7 +159,7 @@ class DaskShadow:
                     self._cluster.close()
         return self._merge(groups, results, time.perf_counter() - t0, build_report)
 
-    def _emulate_demotion(self, client, opts, groups, rows, primes, results):
+    def _emulate_demotion(self, client, opts, groups, primes, results):
         """Mode 2 demotes at its first mismatch; later shards then run in mode 1. With a
         legacy sample below 1, re-run those that skipped legacy, in mode 1."""
         if self.opts.mode != Mode.REFACTORED_PRIMARY:
@@ -179,7 +169,7 @@ class DaskShadow:
             return results
         redo = [i for i in sorted(results) if i > first and not results[i]["legacy_ran"]]
         shadow_opts = dict(opts, mode=Mode.SHADOW)
-        futures = [client.submit(shard_task, shadow_opts, i, groups, rows[i], primes[i],
+        futures = [client.submit(shard_task, shadow_opts, i, groups, primes[i],
                                  pure=False, retries=3) for i in redo]
         for res in client.gather(futures):
             results[res["index"]] = res
@@ -189,18 +179,15 @@ class DaskShadow:
         return results
 
     def _observe(self, res: dict) -> None:
+        """A finished shard's durations and counts into the driver's metrics (cumulative:
+        Metrics keeps the running sums behind the match rate and speedup)."""
+        metrics = self.run.metrics
         for fn, s in res["stats"].items():
             st = FunctionStats.from_json(s)
-            for legacy_s, refactored_s in st.pairs or [[None, None]]:
-                self.run.metrics.observe(fn, legacy_s, refactored_s)
-            self.run.metrics.comparisons.labels(function=fn).inc(st.comparisons)
-            self.run.metrics.mismatches.labels(function=fn).inc(st.mismatches)
-            if st.comparisons:
-                agg = self.run.stats[fn]
-                total = agg.comparisons + st.comparisons
-                mism = agg.mismatches + st.mismatches
-                self.run.metrics.match_rate.labels(function=fn).set(1 - mism / total)
-        self.run.metrics.replays.inc(res["replays_served"])
+            for legacy_s, refactored_s in st.pairs:
+                metrics.observe(fn, legacy_s, refactored_s)
+            metrics.observe(fn, None, None, st.comparisons, st.mismatches)
+        metrics.replays.inc(res["replays_served"])
 
     def _merge(self, groups, results, wall, build_report) -> ShadowResult:
         run = self.run
@@ -213,15 +200,7 @@ class DaskShadow:
             res = results[i]
             records += res["records"]
             for fn, s in res["stats"].items():
-                agg, st = run.stats[fn], FunctionStats.from_json(s)
-                agg.comparisons += st.comparisons
-                agg.mismatches += st.mismatches
-                agg.errors += st.errors
-                agg.legacy_seconds += st.legacy_seconds
-                agg.refactored_seconds += st.refactored_seconds
-                agg.legacy_calls += st.legacy_calls
-                agg.refactored_calls += st.refactored_calls
-                agg.pairs += st.pairs
+                run.stats[fn].merge(FunctionStats.from_json(s))
             if res["mode_changes"] and not run.mode_changes:
                 run.mode_changes = res["mode_changes"]
                 run.mode = Mode.SHADOW

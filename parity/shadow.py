@@ -222,14 +222,11 @@ class ShadowRun:
         return rows, records
 
     def _merkle_divergence(self, shard: Shard, row: int) -> dict | None:
-        trees = []
-        for side in (self.legacy, self.refactored):
-            tree = getattr(side.module, "merkle_tree", None)
-            if tree is None:
-                return None
-            txids = [r.tobytes() for r in shard.ids[shard.id_offsets[row]:shard.id_offsets[row + 1]]]
-            trees.append(tree(txids))
-        return merkle_divergence(trees[0], trees[1])
+        trees = [getattr(side.module, "merkle_tree", None) for side in (self.legacy, self.refactored)]
+        if None in trees:
+            return None
+        txids = [r.tobytes() for r in shard.ids[shard.id_offsets[row]:shard.id_offsets[row + 1]]]
+        return merkle_divergence(trees[0](txids), trees[1](txids))
 
     def _process(self, index: int, shard: Shard) -> tuple[list[dict], pa.Table]:
         mode = self.mode
@@ -297,9 +294,9 @@ class ShadowRun:
         return out
 
     def _observe_validation(self, shard: Shard, status: object, call: _Call) -> None:
-        status = np.asarray(status)
-        self.replays_served += int(np.count_nonzero(status & C.COMMITMENT_REPLAY))
-        self.metrics.replays.inc(int(np.count_nonzero(status & C.COMMITMENT_REPLAY)))
+        replays = int(np.count_nonzero(np.asarray(status) & C.COMMITMENT_REPLAY))
+        self.replays_served += replays
+        self.metrics.replays.inc(replays)
         counts = np.diff(shard.num_offsets)
         if call.seconds is None or len(shard) == 0:
             return
@@ -308,16 +305,20 @@ class ShadowRun:
         for t in np.unique(np.searchsorted(limits, counts, side="left")):
             self.metrics.block_validation.labels(tier=C.TIER_NAMES[int(t)]).observe(per_block)
 
-    def _advance(self, shard: Shard, legacy_validated: bool) -> None:
-        """Carry each side's parent (its own hash of the last header) and replay state."""
-        if len(shard) == 0:
-            return
-        last = shard.headers[-1:]
+    def set_parents(self, last: np.ndarray) -> None:
+        """Each running side's parent from header ``last`` (``uint8[1, 276]``): its height
+        and timestamp, and that side's own hash of it."""
         height = int(_u64(last, C.OFF_HEIGHT)[0])
         ts = int(_u64(last, C.OFF_TIMESTAMP)[0].astype(np.int64))
         for side in (self.legacy, self.refactored):
             if side.replay is not None:
                 side.parent = (height, np.asarray(side.module.hash_headers(last))[0].tobytes(), ts)
+
+    def _advance(self, shard: Shard, legacy_validated: bool) -> None:
+        """Carry each side's parent (its own hash of the last header) and replay state."""
+        if len(shard) == 0:
+            return
+        self.set_parents(shard.headers[-1:])
         if "validate" in self.opts.functions and not legacy_validated \
                 and self.legacy.replay is not None:  # mode 2, shard outside the legacy sample
             commits = shard.headers[:, C.OFF_COMMITMENT_HASH:C.OFF_COMMITMENT_HASH + 32]
@@ -354,17 +355,17 @@ class ShadowRun:
         self.warmup = checkpoint["warmup"]
         self.kernel_seconds = checkpoint["kernel_seconds"]
         done = checkpoint["next_shard"]
-        self.prime(groups[done][2] if done < len(groups) else self.m.blocks, groups)
+        self.prime(groups[done].start if done < len(groups) else self.m.blocks, groups)
         return done
 
     def prime(self, until_block: int, groups: list | None = None) -> None:
         """Bring both sides to the state just before ``until_block``: replay states hold
         every earlier commitment, parents are the previous block (or the anchor)."""
         last = None
-        for file, group, start, rows in groups or self.corpus.row_groups():
-            if start >= until_block:
+        for g in groups or self.corpus.row_groups():
+            if g.start >= until_block:
                 break
-            headers = self.corpus.read_headers(file, group)[:until_block - start]
+            headers = self.corpus.read_headers(g)[:until_block - g.start]
             commits = [r.tobytes() for r in
                        headers[:, C.OFF_COMMITMENT_HASH:C.OFF_COMMITMENT_HASH + 32]]
             for side in (self.legacy, self.refactored):
@@ -373,11 +374,7 @@ class ShadowRun:
             if len(headers):
                 last = headers[-1:].copy()
         if last is not None:
-            height = int(_u64(last, C.OFF_HEIGHT)[0])
-            ts = int(_u64(last, C.OFF_TIMESTAMP)[0].astype(np.int64))
-            for side in (self.legacy, self.refactored):
-                if side.replay is not None:
-                    side.parent = (height, np.asarray(side.module.hash_headers(last))[0].tobytes(), ts)
+            self.set_parents(last)
 
     def replay_block(self, block: int) -> tuple[list[dict], dict]:
         """Run both twins on one block in its chain context: (mismatch records, outputs)."""
@@ -388,14 +385,8 @@ class ShadowRun:
             side.replay = side.module.new_replay_state()
             side.parent = self.m.anchor
         self.prime(block, groups)
-        row_in_file: dict[str, int] = {}
-        for file, group, start, rows in groups:
-            row = row_in_file.get(file, 0)
-            row_in_file[file] = row + rows
-            if start <= block < start + rows:
-                shard = self.corpus.read_shard(file, group, start, row).slice(block - start,
-                                                                               block - start + 1)
-                break
+        g = next(g for g in groups if g.start <= block < g.start + g.rows)
+        shard = self.corpus.read_shard(g).slice(block - g.start, block - g.start + 1)
         sides = [self.legacy, self.refactored]
         outputs: dict = {}
         records: list[dict] = []
@@ -433,22 +424,19 @@ class ShadowRun:
         if not checkpoint:
             self._checkpoint(0, 0, identity)
         with Progress(self.m.blocks, "shadow", quiet=self.opts.quiet) as bar:
-            bar.advance(sum(g[3] for g in groups[:first]))
-            row_in_file: dict[str, int] = {}
-            for index, (file, group, start, rows) in enumerate(groups):
-                row = row_in_file.get(file, 0)
-                row_in_file[file] = row + rows
+            bar.advance(sum(g.rows for g in groups[:first]))
+            for index, g in enumerate(groups):
                 if index < first:
                     continue
-                shard = self.corpus.read_shard(file, group, start, row)
+                shard = self.corpus.read_shard(g)
                 if not self.warmup:
                     self._warm_up(shard)
                 records, table = self._process(index, shard)
                 log_bytes = self.run.append_records(records)
                 self.run.write_part(index, table)
                 self._checkpoint(index + 1, log_bytes, identity)
-                self.blocks_done = start + rows
-                bar.advance(rows)
+                self.blocks_done = g.start + g.rows
+                bar.advance(g.rows)
                 if on_shard is not None:
                     on_shard(self)
         if self.opts.results:

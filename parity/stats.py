@@ -29,6 +29,17 @@ class FunctionStats:
         if legacy is not None and refactored is not None:
             self.pairs.append([legacy, refactored])
 
+    def merge(self, other: FunctionStats) -> None:
+        """Add another shard's (or run's) counts, times and timing pairs to these."""
+        self.comparisons += other.comparisons
+        self.mismatches += other.mismatches
+        self.errors += other.errors
+        self.legacy_seconds += other.legacy_seconds
+        self.refactored_seconds += other.refactored_seconds
+        self.legacy_calls += other.legacy_calls
+        self.refactored_calls += other.refactored_calls
+        self.pairs += other.pairs
+
     @property
     def match_rate(self) -> float | None:
         return None if not self.comparisons else 1.0 - self.mismatches / self.comparisons

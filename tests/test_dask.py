@@ -54,11 +54,14 @@ def _single(corpus, tmp, **kw):
     return ShadowRun(opts).execute()
 
 
-def _dask(corpus, tmp, client, on_shard=None, **kw):
+def _dask(corpus, tmp, client, on_shard=None, engine_out=None, **kw):
     from parity.distributed import DaskShadow
     opts = ShadowOptions(corpus=str(corpus), run_dir=str(tmp / "dask"), quiet=True,
                          results=str(tmp / "dask.parquet"), **kw)
-    return DaskShadow(opts).execute(client=client, on_shard=on_shard)
+    engine = DaskShadow(opts)
+    if engine_out is not None:
+        engine_out.append(engine)
+    return engine.execute(client=client, on_shard=on_shard)
 
 
 def _same(a, b, tmp):
@@ -115,12 +118,22 @@ def test_equal_with_planted_bugs(corpus, tmp_path, client, mode):
         a = ShadowRun(ShadowOptions(corpus=str(corpus), run_dir=str(tmp_path / "single"),
                                     quiet=True, results=str(tmp_path / "single.parquet"),
                                     mode=mode, refactored="tests.broken_twin")).execute()
-        b = _dask(corpus, tmp_path, client, mode=mode, refactored="tests.broken_twin")
+        engines = []
+        b = _dask(corpus, tmp_path, client, engine_out=engines, mode=mode,
+                  refactored="tests.broken_twin")
     finally:
         _set_env(client, BROKEN_TWIN="", BROKEN_TWIN_HEIGHTS="")
     assert a.exit_code == b.exit_code == 1
     assert a.report["functions"]["header_hash"]["mismatches"] == len(heights)
     _same(a, b, tmp_path)
+    registry = engines[0].run.metrics.registry  # aggregated over every shard at the driver
+    for fn, f in b.report["functions"].items():
+        assert registry.get_sample_value("dual_run_comparisons_total", {"function": fn}) == \
+            f["comparisons"]
+        assert registry.get_sample_value("dual_run_mismatches_total", {"function": fn}) == \
+            f["mismatches"]
+        assert registry.get_sample_value("dual_run_parity_match_rate", {"function": fn}) == \
+            pytest.approx(1 - f["mismatches"] / f["comparisons"])
     assert broken_twin  # imported for the workers' sake too
 
 

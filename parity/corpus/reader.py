@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -41,6 +42,17 @@ def _check_schema(path: Path, schema: pa.Schema) -> None:
             raise CorpusError(path, f"column {want.name} has type {got}, expected {want.type}")
 
 
+class RowGroup(NamedTuple):
+    """One shard: Parquet row group ``group`` of ``file``, blocks ``start..start+rows``,
+    whose first row is row ``row`` of its file."""
+
+    file: str
+    group: int
+    start: int
+    rows: int
+    row: int
+
+
 @dataclass
 class Corpus:
     """A verified corpus: its manifest and a shard iterator over its Parquet files."""
@@ -52,46 +64,44 @@ class Corpus:
     def blocks(self) -> int:
         return self.manifest.blocks
 
-    def row_groups(self) -> list[tuple[str, int, int, int]]:
-        """(file, row group, first block, rows) of every shard, in chain order."""
+    def row_groups(self) -> list[RowGroup]:
+        """Every shard (Parquet row group) in chain order."""
         out = []
         start = 0
         for entry in self.manifest.files:
             meta = pq.ParquetFile(self.path / entry.path).metadata
+            row = 0
             for g in range(meta.num_row_groups):
                 rows = meta.row_group(g).num_rows
-                out.append((entry.path, g, start, rows))
+                out.append(RowGroup(entry.path, g, start, rows, row))
                 start += rows
+                row += rows
         return out
 
-    def read_shard(self, file: str, group: int, start: int, row: int) -> Shard:
-        path = self.path / file
+    def read_shard(self, g: RowGroup) -> Shard:
+        path = self.path / g.file
         try:
-            table = pq.ParquetFile(path).read_row_group(group)
-            return from_batch(table, start=start, file=file, row=row)
+            table = pq.ParquetFile(path).read_row_group(g.group)
+            return from_batch(table, start=g.start, file=g.file, row=g.row)
         except (OSError, pa.ArrowException, ValueError) as exc:
-            raise CorpusError(path, f"unreadable row group {group}: {exc}") from None
+            raise CorpusError(path, f"unreadable row group {g.group}: {exc}") from None
 
-    def read_headers(self, file: str, group: int) -> np.ndarray:
+    def read_headers(self, g: RowGroup) -> np.ndarray:
         """Only the ``header`` column of one row group: ``uint8[n, 276]`` (read-only)."""
-        path = self.path / file
+        path = self.path / g.file
         try:
-            table = pq.ParquetFile(path).read_row_group(group, columns=["header"])
+            table = pq.ParquetFile(path).read_row_group(g.group, columns=["header"])
         except (OSError, pa.ArrowException) as exc:
-            raise CorpusError(path, f"unreadable row group {group}: {exc}") from None
+            raise CorpusError(path, f"unreadable row group {g.group}: {exc}") from None
         raw = table.column("header").combine_chunks()
         return np.frombuffer(raw.buffers()[1], np.uint8)[
             raw.offset * HEADER_SIZE:(raw.offset + len(raw)) * HEADER_SIZE].reshape(-1, HEADER_SIZE)
 
     def shards(self, first_block: int = 0) -> Iterator[Shard]:
         """Shards (one Parquet row group each) in chain order, from ``first_block`` on."""
-        row_in_file: dict[str, int] = {}
-        for file, group, start, rows in self.row_groups():
-            row = row_in_file.get(file, 0)
-            row_in_file[file] = row + rows
-            if start + rows <= first_block:
-                continue
-            yield self.read_shard(file, group, start, row)
+        for g in self.row_groups():
+            if g.start + g.rows > first_block:
+                yield self.read_shard(g)
 
 
 def open_corpus(path: str | Path, verify: bool = True) -> Corpus:
