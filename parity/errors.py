@@ -13,3 +13,8 @@ class CorpusError(ParityError):
         super().__init__(f"{path}: {reason}")
         self.path = str(path)
         self.reason = reason
+
+
+class StateError(Exception):
+    """A mode change (or state read) that could not be made durable: the caller sees it
+    (CLI exit 1, webhook 503) while the process serves legacy."""

@@ -1,8 +1,10 @@
 """Shared fixtures: the vectors in ../shared and hypothesis profiles."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -35,3 +37,28 @@ def public_vectors() -> dict:
 @pytest.fixture(scope="session")
 def blake3_vectors() -> dict:
     return _load("blake3_test_vectors.json")
+
+
+@contextlib.contextmanager
+def read_only(path: Path):
+    """Make directory ``path`` (and everything below it) read-only for this process, also
+    as root: a read-only bind mount when running as root, else permission bits."""
+    if os.geteuid() == 0:
+        subprocess.run(["mount", "--bind", str(path), str(path)], check=True)
+        try:
+            subprocess.run(["mount", "-o", "remount,ro,bind", str(path)], check=True)
+            yield path
+        finally:
+            subprocess.run(["umount", str(path)], check=True)
+    else:
+        path.chmod(0o500)
+        try:
+            yield path
+        finally:
+            path.chmod(0o700)
+
+
+@pytest.fixture()
+def readonly():
+    """The :func:`read_only` context manager, for tests."""
+    return read_only
