@@ -102,7 +102,8 @@ def startup() -> dict:
 
 def per_call(calls: int = 20_000) -> dict:
     from parity import experiment
-    from parity.modes import Mode, ModeState
+    from parity.modes import Mode
+    from parity.state import ModeState
     from parity.percall import Controller
     header = data.headers(1)[0].tobytes()
     out = {}

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from kernels import constants as C
-from parity.errors import ParityError
+from parity.errors import ParityError, StateError
 
 
 def _hex32(text: str) -> bytes:
@@ -115,6 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ParityError as exc:
         print(f"parity: error: {exc}", file=sys.stderr)
         return 2
+    except StateError as exc:  # not bad input: the change could not be made durable
+        print(f"parity: error: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"parity: error: {where}{exc.strerror or exc}", file=sys.stderr)
@@ -136,16 +139,23 @@ def _mode_arg(text: str):
 
 def _cmd_shadow(args: argparse.Namespace) -> int:
     from parity.modes import mode_from_env
-    from parity.report import render_table, write_report
+    from parity.report import render_table, report_output, write_report
     from parity.shadow import ShadowOptions, ShadowRun
     mode = args.mode if args.mode is not None else mode_from_env()
+    if args.report:
+        report_output(args.report).check(args.force)
+    if args.metrics_file:
+        from parity.outputs import OutputFile, text_starts_with
+        OutputFile(args.metrics_file, "--metrics-file",
+                   text_starts_with("# parity metrics")).check(args.force)
     common = dict(corpus=args.corpus, functions=tuple(args.functions), sample=args.sample,
                   repeat=args.repeat, seed=args.seed, quiet=args.quiet,
                   max_records=args.max_records)
     if args.aa:
         return _run_aa(args, common)
     opts = ShadowOptions(mode=mode, legacy=args.legacy, refactored=args.refactored,
-                         results=args.results, run_dir=args.run_dir, resume=args.resume, **common)
+                         results=args.results, run_dir=args.run_dir, resume=args.resume,
+                         force=args.force, **common)
     from parity.exporters import BatchExporter
     if args.engine == "dask":
         from parity.distributed import DaskShadow
@@ -158,7 +168,7 @@ def _cmd_shadow(args: argparse.Namespace) -> int:
     with BatchExporter(run.metrics, args.pushgateway, args.metrics_file, run.corpus) as exporter:
         result = engine.execute(on_shard=exporter.on_shard)
     if args.report:
-        write_report(result.report, args.report)
+        write_report(result.report, args.report, args.force)
     print(render_table(result.report))
     return result.exit_code
 
@@ -173,7 +183,8 @@ def _run_aa(args: argparse.Namespace, common: dict) -> int:
     code = 0
     for name, module in (("legacy", args.legacy), ("refactored", args.refactored)):
         opts = ShadowOptions(mode=Mode.SHADOW, legacy=module, refactored=module,
-                             run_dir=f"{run_dir}/{name}", **common)
+                             run_dir=f"{run_dir}/{name}", force=args.force or not args.run_dir,
+                             **common)
         result = ShadowRun(opts).execute()
         reports[f"{name}_vs_{name}"] = result.report
         print(f"A/A {name} vs {name}:")
@@ -181,7 +192,8 @@ def _run_aa(args: argparse.Namespace, common: dict) -> int:
         code = max(code, result.exit_code)
     if args.report:
         write_report({"aa": reports, "differences": sum(
-            f["mismatches"] for r in reports.values() for f in r["functions"].values())}, args.report)
+            f["mismatches"] for r in reports.values() for f in r["functions"].values())},
+            args.report, args.force)
     return code
 
 
@@ -216,6 +228,9 @@ def _shadow_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--run-dir", help="mismatch log, checkpoint and result parts (default "
                                      ".parity-run/<corpus name>)")
     s.add_argument("--resume", action="store_true", help="continue from the last completed shard")
+    s.add_argument("--force", action="store_true",
+                   help="replace earlier parity output at --run-dir, --results, --report, "
+                        "--metrics-file (never a file or directory parity did not write)")
     s.add_argument("--repeat", type=int, default=1, help="timed calls per function and shard")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--max-records", type=int, default=100_000)
@@ -240,11 +255,8 @@ _EXTRA_PARSERS.append(_shadow_parser)
 
 
 def _state(args: argparse.Namespace, initial=None):
-    import os
-    from parity.modes import ModeState
-    from parity.percall import DEFAULT_STATE_FILE
-    path = args.state or os.environ.get("PARITY_MODE_FILE", DEFAULT_STATE_FILE)
-    return ModeState(path, initial=initial)
+    from parity.state import ModeState, default_state_path
+    return ModeState(args.state or default_state_path(), initial=initial)
 
 
 def _cmd_mode(args: argparse.Namespace) -> int:
@@ -300,7 +312,8 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     m = sub.add_parser("mode", help="show, promote or demote the recorded codec mode")
     m.add_argument("action", choices=["show", "promote", "demote", "set"])
     m.add_argument("to", nargs="?", help="with set: the mode (number or name)")
-    m.add_argument("--state", help="mode state file (default $PARITY_MODE_FILE or .parity/mode.json)")
+    m.add_argument("--state", help="mode state database (default $PARITY_STATE, else .parity/state.db; a "
+                        "mode.json beside it is imported once)")
     m.add_argument("--reason", default="operator")
     m.set_defaults(func=_cmd_mode)
     s = sub.add_parser("serve", help="serve /metrics and the Alertmanager rollback webhook")
@@ -308,7 +321,8 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--port", type=int, default=8001)
     s.add_argument("--mode", type=_mode_arg, default=None,
                    help="mode for a new state file (a recorded mode wins)")
-    s.add_argument("--state", help="mode state file (default $PARITY_MODE_FILE or .parity/mode.json)")
+    s.add_argument("--state", help="mode state database (default $PARITY_STATE, else .parity/state.db; a "
+                        "mode.json beside it is imported once)")
     s.add_argument("--sample", type=float, default=1.0, help="mode 2 legacy sample")
     s.add_argument("--workload", help="corpus to replay through per-call experiments")
     s.add_argument("--rate", type=float, default=200.0, help="workload blocks per second")

@@ -63,31 +63,30 @@ def _bits(x: float) -> bytes:
 
 
 def values_equal(a: Any, b: Any) -> bool:
-    """Bit-exact equality: bytes vs uint8 arrays compare by bytes; floats by their bits
-    (NaN payloads matter, -0.0 != 0.0); sequences and dicts element by element."""
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        if isinstance(a, (bytes, bytearray, memoryview)):
-            a, b = b, a
-        if isinstance(b, (bytes, bytearray, memoryview)):
-            arr = np.asarray(a)
-            return arr.dtype == np.uint8 and arr.tobytes() == bytes(b)
-        if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)):
-            return False
-        return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
-    if isinstance(a, float) or isinstance(b, float):
-        return isinstance(a, float) and isinstance(b, float) and _bits(a) == _bits(b)
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(values_equal(x, y) for x, y in zip(a, b))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(values_equal(a[k], b[k]) for k in a)
-    if isinstance(a, (bytes, bytearray, memoryview)) and isinstance(b, (bytes, bytearray, memoryview)):
-        return bytes(a) == bytes(b)
-    if isinstance(a, (bool, np.bool_)) or isinstance(b, (bool, np.bool_)):
-        return isinstance(a, (bool, np.bool_)) and isinstance(b, (bool, np.bool_)) and a == b
-    if isinstance(a, (int, np.integer)) and isinstance(b, (int, np.integer)):
-        return int(a) == int(b)
+    """SPEC section 5: the same type and the same bits. Arrays need the same dtype and
+    shape; floats (Python and numpy) compare by their IEEE bits, so NaN payloads count and
+    -0.0 != 0.0; ``b''`` and ``bytearray()``, a list and a tuple, ``np.uint32(5)`` and
+    ``5`` all differ. Sequences and dicts compare element by element."""
     if type(a) is not type(b):
         return False
+    if isinstance(a, np.ndarray):
+        if a.dtype != b.dtype or a.shape != b.shape:
+            return False
+        if a.dtype.hasobject:
+            return all(values_equal(x, y) for x, y in zip(a.ravel(), b.ravel()))
+        return bool(np.ascontiguousarray(a).tobytes() == np.ascontiguousarray(b).tobytes())
+    if isinstance(a, np.generic):
+        return a.tobytes() == b.tobytes()
+    if isinstance(a, float):
+        return _bits(a) == _bits(b)
+    if isinstance(a, complex):
+        return _bits(a.real) == _bits(b.real) and _bits(a.imag) == _bits(b.imag)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(values_equal(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(values_equal(a[k], b[k]) for k in a)
+    if isinstance(a, memoryview):
+        return a.format == b.format and a.shape == b.shape and a.tobytes() == b.tobytes()
     try:
         return bool(a == b)
     except Exception:  # a comparison that cannot be made is a difference

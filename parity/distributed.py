@@ -13,6 +13,7 @@ The answer is the single-process run's, bit for bit:
 from __future__ import annotations
 
 import io
+import json
 import time
 from pathlib import Path
 
@@ -26,7 +27,9 @@ from parity.corpus.reader import RowGroup
 from parity.errors import ParityError
 from parity.metrics import Metrics
 from parity.modes import Mode
+from parity.outputs import atomic_write_text
 from parity.progress import Progress
+from parity.runlog import RESULTS_SCHEMA, results_output
 from parity.shadow import ShadowOptions, ShadowResult, ShadowRun, corpus_identity
 from parity.stats import FunctionStats
 
@@ -128,6 +131,7 @@ class DaskShadow:
         from parity.report import build_report
         t0 = time.perf_counter()
         run = self.run
+        run.run.start(run.identity(), resume=False)  # a marked run directory, or a refusal
         corpus = str(Path(self.opts.corpus).resolve())
         groups = run.corpus.row_groups()
         own = client is None
@@ -210,17 +214,14 @@ class DaskShadow:
                 run.warmup[side] = max(run.warmup.get(side, 0.0), secs)
         records = records[:self.opts.max_records]
         if self.opts.results:
-            out = Path(self.opts.results)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = out.with_name(out.name + ".tmp")
-            from parity.runlog import RESULTS_SCHEMA
-            with pq.ParquetWriter(tmp, RESULTS_SCHEMA) as writer:
-                for i in range(len(groups)):
-                    writer.write_table(pq.read_table(pa.BufferReader(results[i]["results"])))
-            tmp.replace(out)
-        run.run.path.mkdir(parents=True, exist_ok=True)
-        run.run.log_path.write_text("".join(__import__("json").dumps(r, sort_keys=True) + "\n"
-                                            for r in records))
+            def write(tmp: Path) -> None:
+                with pq.ParquetWriter(tmp, RESULTS_SCHEMA) as writer:
+                    for i in range(len(groups)):
+                        writer.write_table(pq.read_table(pa.BufferReader(results[i]["results"]),
+                                                         schema=RESULTS_SCHEMA))
+            results_output(self.opts.results).write(self.opts.force, write)
+        atomic_write_text(run.run.log_path, "".join(json.dumps(r, sort_keys=True) + "\n"
+                                                    for r in records))
         report = build_report(run, records, wall=wall)
         report["engine"] = {"name": "dask", "scheduler": self.scheduler or "local",
                             "workers": self.workers if not self.scheduler else None,

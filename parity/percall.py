@@ -5,15 +5,18 @@
                                     refactored=jit.hash_header)
     h = header_hash(raw)   # always the value (or exception) the codec mode serves
 
-Mode 1 runs both in random order and serves legacy; mode 2 serves refactored,
-runs legacy on a sample, and falls back to legacy (and demotes to mode 1) on a
-mismatch or a refactored exception. Exceptions are compared by type and
-message. Nothing that goes wrong inside the harness reaches the caller.
+What runs, what is compared and what is served come from :mod:`parity.policy`
+(SPEC section 5). Outcomes are values or exceptions (anything but
+``KeyboardInterrupt``, which reaches the caller at once); in modes 1 and 2 each side
+gets its own copy of every mutable argument, and a refactored call that mutated its
+argument is a mismatch. Nothing that goes wrong inside the harness or the state
+store reaches the caller.
 """
 from __future__ import annotations
 
+import atexit
+import copy
 import logging
-import os
 import random
 import threading
 import time
@@ -22,12 +25,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
+from parity import policy
 from parity.compare import Comparator, describe, values_equal
+from parity.errors import StateError
 from parity.metrics import Metrics
-from parity.modes import Mode, ModeState
+from parity.modes import Mode
+from parity.state import ModeState, default_state_path
 
 log = logging.getLogger("parity")
-DEFAULT_STATE_FILE = ".parity/mode.json"
 
 
 @dataclass
@@ -47,23 +54,69 @@ def _run(func: Callable, args: tuple, kwargs: dict) -> Outcome:
     try:
         value = func(*args, **kwargs)
         return Outcome(value=value, seconds=(time.perf_counter_ns() - t0) / 1e9)
-    except Exception as exc:
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # SystemExit and GeneratorExit are outcomes too
         return Outcome(error=exc, seconds=(time.perf_counter_ns() - t0) / 1e9)
 
 
 def same_outcome(a: Outcome, b: Outcome, comparator: Comparator) -> bool:
+    """SPEC section 5: exceptions by type and message, values by the comparator."""
     if a.error is not None or b.error is not None:
         return (a.error is not None and b.error is not None
                 and type(a.error) is type(b.error) and str(a.error) == str(b.error))
     return bool(comparator(a.value, b.value))
 
 
+_MUTABLE = (np.ndarray, bytearray, list, dict, set)
+
+
+def _private(value: Any) -> Any:
+    """A copy of a mutable argument (immutable ones are shared as they are)."""
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    if isinstance(value, bytearray):
+        return bytearray(value)
+    if isinstance(value, (list, dict, set, tuple)):
+        return copy.deepcopy(value)
+    return value
+
+
+def _has_mutable(args: tuple, kwargs: dict) -> bool:
+    return any(isinstance(a, (*_MUTABLE, tuple)) for a in args) or \
+        any(isinstance(v, (*_MUTABLE, tuple)) for v in kwargs.values())
+
+
+@dataclass
+class _Call:
+    args: tuple
+    kwargs: dict
+
+
+def _copies(args: tuple, kwargs: dict, mutable: bool) -> _Call:
+    if not mutable:
+        return _Call(args, kwargs)
+    return _Call(tuple(_private(a) for a in args), {k: _private(v) for k, v in kwargs.items()})
+
+
+def _mutated(original: _Call, used: _Call) -> str | None:
+    """The first argument a call changed, or None."""
+    for i, (a, b) in enumerate(zip(original.args, used.args)):
+        if b is not a and not values_equal(a, b):
+            return f"argument {i}"
+    for k, v in original.kwargs.items():
+        if used.kwargs[k] is not v and not values_equal(v, used.kwargs[k]):
+            return f"argument {k!r}"
+    return None
+
+
 class Controller:
     """Mode state, metrics and mismatch bookkeeping shared by a process's experiments."""
 
     def __init__(self, state: ModeState | None = None, metrics: Metrics | None = None,
-                 sample: float = 1.0, seed: int | None = None, keep: int = 1000) -> None:
-        self.state = state or ModeState(os.environ.get("PARITY_MODE_FILE", DEFAULT_STATE_FILE))
+                 sample: float = 1.0, seed: int | None = None, keep: int = 1000,
+                 flush_every: float = 1.0) -> None:
+        self.state = state or _open_default_state()
         self.metrics = metrics or Metrics()  # the batch functions exist at 0 from the start
         self.metrics.set_mode(self.state.mode)
         self.state.listeners.append(lambda change: self.metrics.set_mode(self.state.mode))
@@ -71,32 +124,64 @@ class Controller:
         self.rng = random.Random(seed)
         self.mismatches: deque[dict] = deque(maxlen=keep)
         self.harness_errors = 0
-        self._persisted = 0.0
+        self.flush_every = flush_every
+        self._flushed = time.monotonic()
         self._lock = threading.Lock()
+        atexit.register(self.flush)  # a short script's comparisons still count
 
     @property
     def mode(self) -> Mode:
-        self.state.refresh()
+        """The mode served now; never raises (a broken store serves legacy)."""
+        try:
+            self.state.refresh()
+        except Exception:  # noqa: BLE001 - nothing from the store reaches the caller
+            self.harness_errors += 1
+            log.exception("parity: cannot refresh the mode state")
         return self.state.mode
 
+    def flush(self) -> None:
+        """Make the counted comparisons durable now (the promotion window)."""
+        try:
+            self.state.flush()
+        except Exception as exc:  # noqa: BLE001
+            self.harness_errors += 1
+            log.warning("parity: comparisons not recorded: %s", exc)
+
+    def demote(self, reason: str) -> None:
+        try:
+            self.state.demote_primary(reason)
+        except StateError as exc:  # the state now serves legacy by itself
+            self.harness_errors += 1
+            log.error("parity: %s", exc)
+
     def record(self, name: str, legacy: Outcome | None, refactored: Outcome | None,
-               compared: bool, matched: bool, args: tuple) -> None:
+               compared: bool, matched: bool, args: tuple, why: str | None = None) -> None:
         self.metrics.observe(name, legacy.seconds if legacy else None,
                              refactored.seconds if refactored else None, int(compared),
                              int(compared and not matched))
         if compared:
             self.state.record(1, int(not matched))
-            if not matched:
+            if not matched and legacy is not None and refactored is not None:
                 self.mismatches.append({
                     "function": name, "time": time.time(),
                     "legacy": describe(legacy.error if legacy.error else legacy.value),
                     "refactored": describe(refactored.error if refactored.error
                                            else refactored.value),
-                    "args": [describe(a) for a in args][:4]})
+                    "args": [describe(a) for a in args][:4], **({"why": why} if why else {})})
         now = time.monotonic()
-        if now - self._persisted > 1.0:  # the promotion window survives restarts
-            self._persisted = now
-            self.state.persist_window()
+        if now - self._flushed > self.flush_every:
+            self._flushed = now
+            self.flush()
+
+
+def _open_default_state() -> ModeState:
+    try:
+        return ModeState(default_state_path())
+    except Exception as exc:  # noqa: BLE001 - serve legacy rather than fail the caller
+        log.error("parity: %s; serving legacy from an in-memory state", exc)
+        state = ModeState(None, initial=Mode.SHADOW)
+        state.degraded = str(exc)
+        return state
 
 
 class Experiment:
@@ -116,53 +201,55 @@ class Experiment:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         c = self.controller
         mode = c.mode
-        if mode == Mode.LEGACY_ONLY:
-            out = _run(self.legacy, args, kwargs)
-            self._safely(lambda: (c.record(self.name, out, None, False, True, args),
-                                  c.metrics.served(mode, "legacy")))
-            return out.unwrap()
-        if mode == Mode.REFACTORED_ONLY:
-            out = _run(self.refactored, args, kwargs)
-            self._safely(lambda: (c.record(self.name, None, out, False, True, args),
-                                  c.metrics.served(mode, "refactored")))
+        if mode in (Mode.LEGACY_ONLY, Mode.REFACTORED_ONLY):  # one side, the caller's args
+            side = "legacy" if mode == Mode.LEGACY_ONLY else "refactored"
+            out = _run(self.legacy if side == "legacy" else self.refactored, args, kwargs)
+            self._safely(lambda: (c.record(self.name, out if side == "legacy" else None,
+                                           out if side == "refactored" else None, False, True,
+                                           args), c.metrics.served(mode, side)))
             return out.unwrap()
         sample = c.sample if self.sample is None else self.sample
-        compare = mode == Mode.SHADOW or c.rng.random() < sample
-        legacy = refactored = None
-        if compare:
-            first_legacy = c.rng.random() < 0.5  # random order: no systematic cache bias
-            if first_legacy:
-                legacy = _run(self.legacy, args, kwargs)
-                refactored = _run(self.refactored, args, kwargs)
+        plan = policy.plan(mode, sampled=mode == Mode.SHADOW or c.rng.random() < sample)
+        mutable = _has_mutable(args, kwargs)
+        original = _Call(args, kwargs)
+        rcall = _copies(args, kwargs, mutable)
+        lcall = _copies(args, kwargs, mutable)
+        legacy: Outcome | None = None
+        if plan.compares and c.rng.random() < 0.5:  # random order: no systematic cache bias
+            legacy = _run(self.legacy, lcall.args, lcall.kwargs)
+        refactored = _run(self.refactored, rcall.args, rcall.kwargs)
+        if plan.legacy and legacy is None:
+            legacy = _run(self.legacy, lcall.args, lcall.kwargs)
+        if policy.fallback(mode, refactored.error is not None, legacy is not None):
+            legacy = _run(self.legacy, lcall.args, lcall.kwargs)
+        compared = legacy is not None
+        matched, why = True, None
+        if compared:
+            assert legacy is not None
+            mutated = self._safely(lambda: _mutated(original, rcall), default=None) \
+                if mutable else None
+            if mutated:
+                matched, why = False, f"refactored {self.name} mutated its {mutated}"
             else:
-                refactored = _run(self.refactored, args, kwargs)
-                legacy = _run(self.legacy, args, kwargs)
-        else:
-            refactored = _run(self.refactored, args, kwargs)
-        matched = True
-        if compare:
-            matched = self._safely(lambda: same_outcome(legacy, refactored, self.comparator),
-                                   default=False)
-        if mode == Mode.SHADOW:
-            served, which = legacy, "legacy"
-        elif refactored.error is not None or not matched:
-            if legacy is None:
-                legacy = _run(self.legacy, args, kwargs)
-            served, which = legacy, "legacy"
-            why = (f"refactored {self.name} raised {type(refactored.error).__name__}"
-                   if refactored.error is not None else f"{self.name} mismatch")
-            self._safely(lambda: c.state.demote(why))
-        else:
-            served, which = refactored, "refactored"
-        self._safely(lambda: (c.record(self.name, legacy, refactored, compare, matched, args),
-                              c.metrics.served(mode, which)))
+                matched = self._safely(lambda: same_outcome(legacy, refactored, self.comparator),
+                                       default=False)
+        decision = policy.decide(mode, compared, matched, refactored.error is not None)
+        if decision.demote:
+            reason = why or (f"refactored {self.name} raised {type(refactored.error).__name__}"
+                             if refactored.error is not None and legacy is not None
+                             and legacy.error is None else f"{self.name} mismatch")
+            self._safely(lambda: c.demote(reason))
+        served = legacy if decision.served == "legacy" else refactored
+        assert served is not None
+        self._safely(lambda: (c.record(self.name, legacy, refactored, compared, matched, args,
+                                       why), c.metrics.served(mode, decision.served)))
         return served.unwrap()
 
     def _safely(self, fn: Callable, default: Any = None) -> Any:
         """Harness work: its failures are logged and counted, never raised to the caller."""
         try:
             return fn()
-        except Exception:
+        except Exception:  # noqa: BLE001
             self.controller.harness_errors += 1
             log.exception("parity: harness error in experiment %s", self.name)
             return default

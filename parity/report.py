@@ -9,10 +9,13 @@ from typing import TYPE_CHECKING
 
 import numba
 
+from parity.outputs import OutputFile, json_has
+
 if TYPE_CHECKING:
     from parity.shadow import ShadowRun
 
 REPORT_RECORDS = 1000
+REPORT_FORMAT = "parity-report"
 
 
 def build_report(run: ShadowRun, records: list[dict], wall: float) -> dict:
@@ -28,7 +31,7 @@ def build_report(run: ShadowRun, records: list[dict], wall: float) -> dict:
     for r in records:
         by_function.setdefault(r["function"], []).append(r["block"])
     return {
-        "corpus": str(run.corpus.path), "blocks": run.m.blocks,
+        "format": REPORT_FORMAT, "corpus": str(run.corpus.path), "blocks": run.m.blocks,
         "mode": {"start": run.opts.mode.label, "end": run.mode.label, "changes": run.mode_changes},
         "twins": {"legacy": run.opts.legacy, "refactored": run.opts.refactored},
         "functions": functions,
@@ -45,12 +48,14 @@ def build_report(run: ShadowRun, records: list[dict], wall: float) -> dict:
     }
 
 
-def write_report(report: dict, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    tmp.replace(path)
+def report_output(path: str | Path) -> OutputFile:
+    """``--report``: replaced only when it is a report parity wrote (and --force)."""
+    return OutputFile(path, "--report", json_has("format", REPORT_FORMAT))
+
+
+def write_report(report: dict, path: str | Path, force: bool = False) -> None:
+    text = json.dumps({"format": REPORT_FORMAT, **report}, indent=2, default=str) + "\n"
+    report_output(path).write(force, lambda tmp: tmp.write_text(text))
 
 
 def _fmt_rate(rate: float | None) -> str:

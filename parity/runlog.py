@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,30 +11,45 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from parity.errors import ParityError
+from parity.outputs import (PARQUET_KEY, OutputDir, OutputFile, atomic_write,
+                            atomic_write_text, parquet_tagged, read_marker)
 
 RESULTS_SCHEMA = pa.schema([
     ("block", pa.int64()), ("header_hash", pa.binary(32)), ("tx_root", pa.binary(32)),
     ("status", pa.uint32()),
-])
+], metadata={PARQUET_KEY: b"results"})
+RUN_OWNED = ("mismatches.jsonl", "checkpoint.json", "results", ".*.tmp")
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def results_output(path: str | Path) -> OutputFile:
+    """``--results``: replaced only when it is a results file parity wrote (and --force)."""
+    return OutputFile(path, "--results", parquet_tagged("results"))
 
 
 class RunDir:
-    def __init__(self, path: Path) -> None:
+    """The run directory; it carries parity's marker, and a fresh run takes it only when it
+    is new, empty, or (with ``force``) an earlier parity run directory."""
+
+    def __init__(self, path: Path, force: bool = False) -> None:
         self.path = path
+        self.force = force
+        self.out = OutputDir(path, "run", RUN_OWNED, "--run-dir")
         self.log_path = path / "mismatches.jsonl"
         self.checkpoint_path = path / "checkpoint.json"
         self.parts = path / "results"
 
+    def check(self, resume: bool) -> None:
+        """Refuse now what :meth:`start` would refuse."""
+        if resume:
+            if read_marker(self.path) is None:
+                raise ParityError(f"--run-dir {self.path}: not a parity run directory; "
+                                  "nothing to resume")
+        else:
+            self.out.check(self.force)
+
     def start(self, identity: dict, resume: bool) -> dict | None:
-        """Fresh run (clears the directory) or resume (returns the checkpoint)."""
+        """Fresh run (takes the directory) or resume (returns the checkpoint)."""
+        self.check(resume)
         if resume:
             if not self.checkpoint_path.is_file():
                 raise ParityError(f"{self.checkpoint_path}: nothing to resume (no checkpoint)")
@@ -49,9 +63,8 @@ class RunDir:
             with open(self.log_path, "r+b") as f:  # drop records of the shard cut short
                 f.truncate(checkpoint["log_bytes"])
             return checkpoint
-        if self.path.exists():
-            shutil.rmtree(self.path)
-        self.parts.mkdir(parents=True)
+        self.out.prepare(self.force)
+        self.parts.mkdir()
         self.log_path.touch()
         return None
 
@@ -65,30 +78,21 @@ class RunDir:
             return f.tell()
 
     def write_part(self, index: int, table: pa.Table) -> None:
-        tmp = self.parts / f"part-{index:06d}.parquet.tmp"
-        pq.write_table(table, tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        tmp.replace(self.parts / f"part-{index:06d}.parquet")
+        atomic_write(self.parts / f"part-{index:06d}.parquet",
+                     lambda tmp: pq.write_table(table, tmp))
 
     def checkpoint(self, data: dict) -> None:
-        tmp = self.checkpoint_path.with_suffix(".tmp")
-        with open(tmp, "w") as f:
-            json.dump(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(self.checkpoint_path)
-        _fsync_dir(self.path)
+        atomic_write_text(self.checkpoint_path, json.dumps(data))
 
     def records(self) -> Iterator[dict]:
         with open(self.log_path, "rb") as f:
             for line in f:
                 yield json.loads(line)
 
-    def merge_results(self, out: Path, shards: int) -> None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        with pq.ParquetWriter(tmp, RESULTS_SCHEMA) as writer:
-            for i in range(shards):
-                writer.write_table(pq.read_table(self.parts / f"part-{i:06d}.parquet"))
-        tmp.replace(out)
+    def merge_results(self, out: Path, shards: int, force: bool) -> None:
+        def write(tmp: Path) -> None:
+            with pq.ParquetWriter(tmp, RESULTS_SCHEMA) as writer:
+                for i in range(shards):
+                    writer.write_table(pq.read_table(self.parts / f"part-{i:06d}.parquet",
+                                                     schema=RESULTS_SCHEMA))
+        results_output(out).write(force, write)

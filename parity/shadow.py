@@ -23,7 +23,7 @@ from parity.errors import ParityError
 from parity.metrics import Metrics
 from parity.modes import Mode
 from parity.progress import Progress
-from parity.runlog import RESULTS_SCHEMA, RunDir
+from parity.runlog import RESULTS_SCHEMA, RunDir, results_output
 from parity.stats import FunctionStats
 from parity.twins import DEFAULT_LEGACY, DEFAULT_REFACTORED, load_twin
 
@@ -46,6 +46,7 @@ class ShadowOptions:
     seed: int = 0
     quiet: bool = False
     max_records: int = 100_000
+    force: bool = False  # replace earlier parity output at --run-dir / --results
 
     def check(self) -> None:
         for fn in self.functions:
@@ -111,7 +112,11 @@ class ShadowRun:
         self.warmup: dict[str, float] = {}
         self.kernel_seconds = 0.0
         run_dir = opts.run_dir or f".parity-run/{self.corpus.path.resolve().name}"
-        self.run = RunDir(Path(run_dir))
+        # the default location is parity's own: an earlier run there is replaced
+        self.run = RunDir(Path(run_dir), force=opts.force or opts.run_dir is None)
+        self.run.check(opts.resume)  # refuse a foreign output before any work
+        if opts.results:
+            results_output(opts.results).check(opts.force)
         self.replay_cmd = f"parity replay {opts.corpus}"
         if opts.legacy != DEFAULT_LEGACY:
             self.replay_cmd += f" --legacy {opts.legacy}"
@@ -440,7 +445,7 @@ class ShadowRun:
                 if on_shard is not None:
                     on_shard(self)
         if self.opts.results:
-            self.run.merge_results(Path(self.opts.results), len(groups))
+            self.run.merge_results(Path(self.opts.results), len(groups), self.opts.force)
         records = list(self.run.records())
         report = build_report(self, records, wall=time.perf_counter() - t0)
         failed = any(s.mismatches or s.errors for s in self.stats.values())

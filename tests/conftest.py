@@ -49,7 +49,8 @@ def read_only(path: Path):
             subprocess.run(["mount", "-o", "remount,ro,bind", str(path)], check=True)
             yield path
         finally:
-            subprocess.run(["umount", str(path)], check=True)
+            if subprocess.run(["umount", str(path)]).returncode:
+                subprocess.run(["umount", "-l", str(path)], check=True)
     else:
         path.chmod(0o500)
         try:

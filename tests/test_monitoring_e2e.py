@@ -141,8 +141,9 @@ def test_mismatch_pages_and_rolls_back_the_serving_process(stack):
     assert mode["mode"] == 1
     assert "ParityMismatch" in mode["history"][-1]["reason"]
     assert mode["history"][-1]["from"] == "refactored_only"
-    saved = json.loads((tmp / "mode.json").read_text())  # recorded durably
-    assert saved["mode"] == 1 and "ParityMismatch" in saved["history"][-1]["reason"]
+    from parity.state import ModeState
+    saved = ModeState(tmp / "mode.json")  # recorded durably
+    assert saved.mode == 1 and "ParityMismatch" in saved.history[-1]["reason"]
 
     # the serving process compared nothing itself
     text = urllib.request.urlopen(serve_url + "/metrics", timeout=5).read().decode()

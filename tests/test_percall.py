@@ -9,7 +9,8 @@ import kernels.legacy as legacy
 from parity import experiment
 from parity.compare import values_equal
 from parity.errors import ParityError
-from parity.modes import Mode, ModeState, parse_mode
+from parity.modes import Mode, parse_mode
+from parity.state import ModeState
 from parity.percall import Controller
 
 HEADER = bytes(range(256)) + bytes(20)
@@ -64,8 +65,8 @@ def test_modes_when_refactored_differs(tmp_path, mode):
     assert mism == (1 if mode.compares else 0)
     if mode == Mode.REFACTORED_PRIMARY:  # demoted at once, and recorded durably
         assert c.mode == Mode.SHADOW
-        saved = json.loads((tmp_path / "mode.json").read_text())
-        assert saved["mode"] == 1 and saved["history"][-1]["reason"] == "header_hash mismatch"
+        saved = ModeState(tmp_path / "mode.json")  # a restart reads the store
+        assert saved.mode == 1 and saved.history[-1]["reason"] == "header_hash mismatch"
         assert counter(c, "codec_mode_active") == 1
     else:
         assert c.mode == mode
@@ -119,8 +120,8 @@ def test_harness_errors_never_reach_the_caller(tmp_path):
 
     def broken_publish(*a, **k):
         raise OSError("disk full")
-    c.state.persist_window = broken_publish
-    c._persisted = -1e9
+    c.state.flush = broken_publish
+    c._flushed = -1e9
     assert f(HEADER) == legacy.hash_header(HEADER)
 
 
@@ -135,9 +136,10 @@ def test_random_order(tmp_path):
     assert 5 < firsts.count("l") < 35
 
 
-def test_comparator_bytes_vs_arrays():
+def test_comparator_types_must_match():
     a = bytes(range(32))
-    assert values_equal(a, np.frombuffer(a, np.uint8))
+    assert not values_equal(a, np.frombuffer(a, np.uint8))  # SPEC 5: same type first
+    assert values_equal(np.frombuffer(a, np.uint8), np.frombuffer(a, np.uint8).copy())
     assert not values_equal(a, np.frombuffer(a, np.uint8)[::-1].copy())
     assert not values_equal(np.zeros(4, np.uint8), np.zeros(4, np.int8))
     assert values_equal(float("nan"), float("nan"))
@@ -183,7 +185,7 @@ def test_mode_cli(tmp_path, capsys):
     assert "refused: the last 5 minutes hold 0 comparisons" in capsys.readouterr().err
     s = ModeState(state)
     s.record(12_000, 0)
-    s.persist_window()
+    s.flush()
     assert main(["mode", "promote", "--state", state, "--reason", "canary green"]) == 0
     assert "promoted shadow -> refactored_primary" in capsys.readouterr().out
     assert main(["mode", "demote", "--state", state, "--reason", "manual rollback"]) == 0

@@ -8,7 +8,8 @@ from prometheus_client.parser import text_string_to_metric_families
 import kernels.jit as jit
 import kernels.legacy as legacy
 from parity import experiment
-from parity.modes import Mode, ModeState
+from parity.modes import Mode
+from parity.state import ModeState
 from parity.percall import Controller
 from parity.server import ParityServer
 
@@ -90,7 +91,7 @@ def test_webhook_demotes_once(server, tmp_path):
     r = post(server, "/alertmanager", alert())
     assert r == {"rollback_alerts": 1, "demoted": True, "mode": "shadow"}
     assert post(server, "/alertmanager", alert())["demoted"] is False  # idempotent
-    history = json.loads((tmp_path / "mode.json").read_text())["history"]
+    history = ModeState(tmp_path / "mode.json").history
     assert len(history) == 1 and "ParityMismatch" in history[0]["reason"]
     assert json.loads(get(server, "/mode"))["name"] == "shadow"
 

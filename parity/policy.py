@@ -1,0 +1,62 @@
+"""SPEC section 5 as pure functions: what runs, what is compared, what is served, and
+whether mode 2 demotes. Every engine (batch, Dask, per call, live) asks these; none
+re-decides."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from parity.modes import Mode
+
+Side = Literal["legacy", "refactored"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to run for one call (or shard) before anything ran."""
+
+    legacy: bool
+    refactored: bool
+
+    @property
+    def compares(self) -> bool:
+        return self.legacy and self.refactored
+
+
+def plan(mode: Mode, sampled: bool = True) -> Plan:
+    """Mode 2 runs legacy on the sampled part only (``sampled``); see :func:`fallback`."""
+    return Plan(legacy=mode in (Mode.LEGACY_ONLY, Mode.SHADOW)
+                or (mode == Mode.REFACTORED_PRIMARY and sampled),
+                refactored=mode != Mode.LEGACY_ONLY)
+
+
+def fallback(mode: Mode, refactored_failed: bool, legacy_ran: bool) -> bool:
+    """Mode 2 runs legacy after all when refactored raised and legacy was not sampled."""
+    return mode == Mode.REFACTORED_PRIMARY and refactored_failed and not legacy_ran
+
+
+@dataclass(frozen=True)
+class Decision:
+    served: Side
+    demote: bool  # mode 2 -> 1
+
+
+def decide(mode: Mode, compared: bool, matched: bool, refactored_failed: bool) -> Decision:
+    """What is served once the outcomes are known.
+
+    ``matched`` is only read when ``compared``; identical exceptions on both sides are
+    a match (SPEC section 5), so ``refactored_failed`` with ``matched`` serves that
+    exception without demotion. In mode 3 a refactored exception is served as it is:
+    there is nothing to fall back on."""
+    if mode in (Mode.LEGACY_ONLY, Mode.SHADOW):
+        return Decision("legacy", False)
+    if mode == Mode.REFACTORED_ONLY:
+        return Decision("refactored", False)
+    differs = (compared and not matched) or (refactored_failed and not compared)
+    return Decision("legacy" if differs else "refactored", differs)
+
+
+def rollback_applies(mode: Mode) -> bool:
+    """An external rollback demotes modes 2 and 3 to mode 1 (decided against the mode in
+    force at that moment)."""
+    return mode in (Mode.REFACTORED_PRIMARY, Mode.REFACTORED_ONLY)
