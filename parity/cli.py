@@ -139,6 +139,9 @@ def _cmd_shadow(args: argparse.Namespace) -> int:
     from parity.report import render_table, write_report
     from parity.shadow import ShadowOptions, ShadowRun
     mode = args.mode if args.mode is not None else mode_from_env()
+    if args.pushgateway is not None:
+        from parity.exporters import validate_pushgateway_url
+        validate_pushgateway_url(args.pushgateway)  # a usage error, before any work
     common = dict(corpus=args.corpus, functions=tuple(args.functions), sample=args.sample,
                   repeat=args.repeat, seed=args.seed, quiet=args.quiet,
                   max_records=args.max_records)
