@@ -145,9 +145,11 @@ def _cmd_shadow(args: argparse.Namespace) -> int:
     if args.report:
         report_output(args.report).check(args.force)
     if args.metrics_file:
-        from parity.outputs import OutputFile, text_starts_with
-        OutputFile(args.metrics_file, "--metrics-file",
-                   text_starts_with("# parity metrics")).check(args.force)
+        from parity.exporters import metrics_file_output
+        metrics_file_output(args.metrics_file).check(args.force)
+    if args.pushgateway is not None:
+        from parity.exporters import validate_pushgateway_url
+        validate_pushgateway_url(args.pushgateway)  # a usage error, before any work
     common = dict(corpus=args.corpus, functions=tuple(args.functions), sample=args.sample,
                   repeat=args.repeat, seed=args.seed, quiet=args.quiet,
                   max_records=args.max_records)
@@ -165,8 +167,11 @@ def _cmd_shadow(args: argparse.Namespace) -> int:
         if args.scheduler:
             raise ParityError("--scheduler goes with --engine dask")
         engine = run = ShadowRun(opts)
-    with BatchExporter(run.metrics, args.pushgateway, args.metrics_file, run.corpus) as exporter:
+    with BatchExporter(run.metrics, args.pushgateway, args.metrics_file, run.corpus,
+                       force=args.force) as exporter:
         result = engine.execute(on_shard=exporter.on_shard)
+    if exporter.warnings:
+        result.report["warnings"] = result.report.get("warnings", []) + list(exporter.warnings)
     if args.report:
         write_report(result.report, args.report, args.force)
     print(render_table(result.report))
@@ -281,6 +286,16 @@ def _cmd_mode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} out of range 0-65535")
+    return port
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     import signal
     import threading
@@ -289,8 +304,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     controller = Controller(_state(args, initial=args.mode), sample=args.sample)
     try:
         server = ParityServer(controller, args.host, args.port).start()
-    except OSError as exc:
-        raise ParityError(f"cannot listen on {args.host}:{args.port} ({exc.strerror})") from None
+    except (OSError, ValueError) as exc:  # ValueError: a host name IDNA cannot encode
+        reason = getattr(exc, "strerror", None) or exc
+        raise ParityError(f"cannot listen on {args.host}:{args.port} ({reason})") from None
     host, port = server.address
     print(f"parity serve: http://{host}:{port}/metrics, webhook POST {host}:{port}/alertmanager, "
           f"mode {controller.mode.label}", flush=True)
@@ -299,9 +315,17 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if args.workload:
         from parity.workload import start_workload
         start_workload(controller, args.workload, args.rate, stop)
+    from parity.errors import StateError
+    last_error = ""
     try:
         while not stop.wait(0.5):
-            controller.state.refresh()
+            try:
+                controller.state.refresh()
+                last_error = ""
+            except StateError as exc:  # keep serving; say so once per distinct failure
+                if str(exc) != last_error:
+                    last_error = str(exc)
+                    print(f"parity: warning: mode state: {exc}", file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         pass
     server.stop()
@@ -318,7 +342,7 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     m.set_defaults(func=_cmd_mode)
     s = sub.add_parser("serve", help="serve /metrics and the Alertmanager rollback webhook")
     s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8001)
+    s.add_argument("--port", type=_port, default=8001, help="0-65535 (0: any free port)")
     s.add_argument("--mode", type=_mode_arg, default=None,
                    help="mode for a new state file (a recorded mode wins)")
     s.add_argument("--state", help="mode state database (default $PARITY_STATE, else .parity/state.db; a "
