@@ -10,16 +10,23 @@ import sys
 import time
 from urllib.parse import urlsplit
 
-from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, write_to_textfile
+from prometheus_client import CollectorRegistry, Gauge, generate_latest, push_to_gateway
 
 from parity.errors import ParityError
 from parity.metrics import Metrics
+from parity.outputs import OutputFile, atomic_write_text, text_starts_with
 
 JOB = "parity_shadow"
 ATTEMPTS = 3          #: tries per push
 BACKOFF = 0.2         #: seconds before the second try, doubling after
 TIMEOUT = 3.0         #: seconds per try
 COOLDOWN = 30.0       #: after a failed push, progress pushes pause this long
+TEXTFILE_HEADER = "# parity metrics: written by parity shadow --metrics-file\n"
+
+
+def metrics_file_output(path: str) -> OutputFile:
+    """``--metrics-file``: replaced only when parity wrote it (and --force)."""
+    return OutputFile(path, "--metrics-file", text_starts_with(TEXTFILE_HEADER))
 
 
 def validate_pushgateway_url(url: str) -> str:
@@ -50,10 +57,13 @@ class BatchExporter:
 
     def __init__(self, metrics: Metrics, pushgateway: str | None, textfile: str | None,
                  corpus, *, attempts: int = ATTEMPTS, backoff: float = BACKOFF,
-                 timeout: float = TIMEOUT, cooldown: float = COOLDOWN) -> None:
+                 timeout: float = TIMEOUT, cooldown: float = COOLDOWN,
+                 force: bool = False) -> None:
         self.metrics = metrics
         self.url = validate_pushgateway_url(pushgateway) if pushgateway else None
         self.textfile = textfile
+        self.force = force
+        self._textfile_written = False
         self.corpus = corpus
         self.grouping = {"corpus": corpus.path.resolve().name}
         self.attempts, self.backoff, self.timeout = max(1, attempts), backoff, timeout
@@ -103,7 +113,13 @@ class BatchExporter:
                               f"{self.attempts} tries ({reason})")
                     break
         if self.textfile:
-            write_to_textfile(self.textfile, self.metrics.registry)
+            text = TEXTFILE_HEADER + generate_latest(self.metrics.registry).decode()
+            if self._textfile_written:  # ours now: replaced in place, atomically
+                atomic_write_text(self.textfile, text)
+            else:
+                metrics_file_output(self.textfile).write(self.force,
+                                                         lambda tmp: tmp.write_text(text))
+                self._textfile_written = True
 
     def on_shard(self, run) -> None:
         self.g_done.set(run.blocks_done)
