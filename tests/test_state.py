@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -129,6 +130,14 @@ def test_read_only_state_directory(tmp_path, readonly):
         assert c.mode == Mode.SHADOW  # serves legacy while nothing can be recorded
         with pytest.raises(StateError, match="cannot demote"):
             s.demote("rollback")
+        server = ParityServer(c, "127.0.0.1", 0).start()
+        try:
+            with pytest.raises(urllib.error.HTTPError) as e:  # Alertmanager will retry
+                post(server.address, ROLLBACK)
+            assert e.value.code == 503
+            e.value.close()
+        finally:
+            server.stop()
         r = subprocess.run([sys.executable, "-m", "parity", "mode", "demote", "--state",
                             str(path)], capture_output=True, text=True, cwd=ROOT)
         assert r.returncode == 1, r.stderr
