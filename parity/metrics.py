@@ -3,19 +3,39 @@ from __future__ import annotations
 
 import math
 import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from kernels.constants import TIER_NAMES
+from kernels.constants import COMMITMENT_REPLAY, TIER_NAMES
+from parity.functions import REGISTRY
 from parity.modes import Mode
+
+if TYPE_CHECKING:
+    from parity.step import ShardOutcome
 
 #: microseconds to seconds: 1us .. 10s
 BUCKETS = (1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3,
            0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-BATCH_FUNCTIONS = ("header_hash", "merkle_root", "validate")
+BATCH_FUNCTIONS = tuple(REGISTRY)  # every compared function, at 0 from the start
 MAX_FUNCTIONS = 32
 SERVED = ("legacy", "refactored")
 IMPLEMENTATIONS = ("legacy", "refactored")
+
+
+@dataclass
+class _Running:
+    """Running sums behind the match-rate and speedup gauges of one function."""
+
+    legacy_seconds: float = 0.0
+    legacy_calls: int = 0
+    refactored_seconds: float = 0.0
+    refactored_calls: int = 0
+    compared: int = 0
+    mismatched: int = 0
 
 
 class Metrics:
@@ -53,12 +73,14 @@ class Metrics:
         self.merkle_root = Histogram("merkle_root_duration_seconds",
                                      "Merkle root duration per call", ["implementation"],
                                      buckets=BUCKETS, registry=r)
-        self.block_validation = Histogram("block_validation_duration_seconds",
-                                          "Validation duration per block", ["tier"],
-                                          buckets=BUCKETS, registry=r)
+        self.block_validation = Histogram(
+            "block_validation_duration_seconds",
+            "Validation duration per block: one observation per block validated (in batch "
+            "runs each block of a batch observes the batch's per-block mean)", ["tier"],
+            buckets=BUCKETS, registry=r)
         self.replays = Counter("epoch_replay_detected_total",
                                "Blocks served with COMMITMENT_REPLAY set", registry=r)
-        self._sums: dict[str, list[float]] = {}
+        self._sums: dict[str, _Running] = {}
         self._children: dict[str, tuple] = {}
         self._served = {(m, s): self.mode_requests.labels(mode=m.label, served=s)
                         for m in Mode for s in SERVED}
@@ -83,7 +105,7 @@ class Metrics:
             self.legacy_duration.labels(function=fn)
             self.refactored_duration.labels(function=fn)
             self.speedup.labels(function=fn).set(math.nan)
-            self._sums[fn] = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]  # legacy s, n, refactored s, n, cmp, mis
+            self._sums[fn] = _Running()
             impl = {"header_hash": self.header_hash, "merkle_root": self.merkle_root}.get(fn)
             self._children[fn] = (  # .labels() is slow: look each child up once
                 self.legacy_duration.labels(function=fn), self.refactored_duration.labels(function=fn),
@@ -107,23 +129,55 @@ class Metrics:
                 leg.observe(legacy_s)
                 if impl_l is not None:
                     impl_l.observe(legacy_s)
-                s[0] += legacy_s
-                s[1] += 1
+                s.legacy_seconds += legacy_s
+                s.legacy_calls += 1
             if refactored_s is not None:
                 ref.observe(refactored_s)
                 if impl_r is not None:
                     impl_r.observe(refactored_s)
-                s[2] += refactored_s
-                s[3] += 1
+                s.refactored_seconds += refactored_s
+                s.refactored_calls += 1
             if compared:
                 cmp_.inc(compared)
-                s[4] += compared
+                s.compared += compared
                 if mismatched:
                     mis.inc(mismatched)
-                    s[5] += mismatched
-                rate.set(1.0 - s[5] / s[4])
-            if compared and s[1] and s[3] and s[2] > 0:
-                speed.set((s[0] / s[1]) / (s[2] / s[3]))
+                    s.mismatched += mismatched
+                rate.set(1.0 - s.mismatched / s.compared)
+            if compared and s.legacy_calls and s.refactored_calls and s.refactored_seconds > 0:
+                speed.set((s.legacy_seconds / s.legacy_calls)
+                          / (s.refactored_seconds / s.refactored_calls))
 
     def served(self, mode: Mode, which: str, n: int = 1) -> None:
         self._served[(mode, which)].inc(n)
+
+    def observe_outcome(self, out: ShardOutcome) -> None:
+        """A shard's calls, comparisons, served counts, replays and per-block validation
+        times (one observation per block validated, at the shard's per-block mean)."""
+        for fn, fo in out.functions.items():
+            self.observe(fn, fo.legacy_s, fo.refactored_s, fo.compared, fo.mismatched)
+            for which, n in fo.served.items():
+                self.served(out.mode, which, n)
+        if out.status is not None:
+            self.replays.inc(int(np.count_nonzero(out.status & COMMITMENT_REPLAY)))
+        if out.validation_seconds is not None and out.blocks:
+            per_block = out.validation_seconds / out.blocks
+            for tier, count in out.tiers.items():
+                observe_many(self.block_validation.labels(tier=tier), per_block, count)
+
+
+def observe_many(child: Any, value: float, count: int) -> None:
+    """``count`` observations of ``value`` in one step (prometheus_client has no bulk
+    observe; this adds to the same bucket and sum values ``observe`` does)."""
+    if count <= 0:
+        return
+    buckets, upper = getattr(child, "_buckets", None), getattr(child, "_upper_bounds", None)
+    if buckets is None or upper is None:  # another client version: the slow, sure way
+        for _ in range(count):
+            child.observe(value)
+        return
+    child._sum.inc(value * count)
+    for i, bound in enumerate(upper):
+        if value <= bound:
+            buckets[i].inc(count)
+            break

@@ -12,15 +12,27 @@ import numba
 from parity.outputs import OutputFile, json_has
 
 if TYPE_CHECKING:
-    from parity.shadow import ShadowRun
+    from parity.summary import RunSummary
 
 REPORT_RECORDS = 1000
 REPORT_FORMAT = "parity-report"
 
 
-def build_report(run: ShadowRun, records: list[dict], wall: float) -> dict:
+def cpu_name() -> str:
+    """The CPU model (named beside every figure), e.g. from /proc/cpuinfo."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def build_report(summary: RunSummary, records: list[dict], wall: float, log_path: str) -> dict:
+    """The JSON report: built from the run's summary and its mismatch records alone."""
     functions = {}
-    for fn, s in run.stats.items():
+    for fn, s in summary.stats.items():
         functions[fn] = {
             "comparisons": s.comparisons, "mismatches": s.mismatches, "errors": s.errors,
             "match_rate": s.match_rate, "legacy_seconds": s.legacy_seconds,
@@ -30,20 +42,25 @@ def build_report(run: ShadowRun, records: list[dict], wall: float) -> dict:
     by_function: dict[str, list[int]] = {}
     for r in records:
         by_function.setdefault(r["function"], []).append(r["block"])
+    warm = sum(summary.warmup.values())
     return {
-        "format": REPORT_FORMAT, "corpus": str(run.corpus.path), "blocks": run.m.blocks,
-        "mode": {"start": run.opts.mode.label, "end": run.mode.label, "changes": run.mode_changes},
-        "twins": {"legacy": run.opts.legacy, "refactored": run.opts.refactored},
+        "format": REPORT_FORMAT, "corpus": summary.corpus, "blocks": summary.blocks,
+        "mode": {"start": summary.mode_start.label, "end": summary.mode.label,
+                 "changes": summary.mode_changes},
+        "twins": summary.twins,
         "functions": functions,
+        "served": {"valid": summary.served_valid, "invalid": summary.served_invalid,
+                   "rules": {n: c for n, c in summary.top_rules(len(summary.rule_counts))}},
         "mismatched_blocks": {fn: sorted(set(b)) for fn, b in by_function.items()},
         "mismatch_records": records[:REPORT_RECORDS], "mismatch_records_total": len(records),
-        "mismatch_log": str(run.run.log_path),
-        "replays_served": run.replays_served,
-        "timing": {"wall_seconds": wall, "kernel_seconds": run.kernel_seconds,
-                   "harness_seconds": max(0.0, wall - run.kernel_seconds - sum(run.warmup.values())),
-                   "warmup_seconds": run.warmup, "repeat": run.opts.repeat},
+        "mismatch_log": log_path,
+        "replays_served": summary.replays_served,
+        "warnings": summary.warnings,
+        "timing": {"wall_seconds": wall, "kernel_seconds": summary.kernel_seconds,
+                   "harness_seconds": max(0.0, wall - summary.kernel_seconds - warm),
+                   "warmup_seconds": summary.warmup, "repeat": summary.repeat},
         "machine": {"python": platform.python_version(), "numba": numba.__version__,
-                    "threads": numba.get_num_threads(), "cpu": platform.processor() or platform.machine()},
+                    "threads": numba.get_num_threads(), "cpu": cpu_name()},
         "finished": time.time(),
     }
 
@@ -64,7 +81,7 @@ def _fmt_rate(rate: float | None) -> str:
 
 def render_table(report: dict) -> str:
     head = (f"{'function':<12} {'compared':>10} {'mismatch':>9} {'match rate':>11} "
-            f"{'legacy s':>9} {'jit s':>8} {'speedup':>8} {'spread p10-p90':>15}")
+            f"{'legacy s':>9} {'refact. s':>9} {'speedup':>8} {'spread p10-p90':>15}")
     lines = [f"parity shadow {report['corpus']}: {report['blocks']:,} blocks, mode "
              f"{report['mode']['start']}" + (f" -> {report['mode']['end']}"
                                              if report['mode']['end'] != report['mode']['start'] else ""),
@@ -74,8 +91,15 @@ def render_table(report: dict) -> str:
         speed = f"{sp['overall']:.1f}x" if sp else "-"
         spread = f"{sp['p10']:.1f}-{sp['p90']:.1f}x" if sp else "-"
         lines.append(f"{fn:<12} {f['comparisons']:>10,} {f['mismatches']:>9,} "
-                     f"{_fmt_rate(f['match_rate']):>11} {f['legacy_seconds']:>9.3f} "
-                     f"{f['refactored_seconds']:>8.3f} {speed:>8} {spread:>15}")
+                     f"{_fmt_rate(f['match_rate']):>11} {f['legacy_seconds']:>9.4f} "
+                     f"{f['refactored_seconds']:>9.4f} {speed:>8} {spread:>15}")
+    served = report.get("served")
+    if served and served["valid"] + served["invalid"]:
+        rules = ", ".join(f"{n} {c:,}" for n, c in list(served["rules"].items())[:3])
+        lines.append(f"blocks served: {served['valid']:,} valid, {served['invalid']:,} invalid"
+                     + (f" (most broken rules: {rules})" if rules else ""))
+    for w in report.get("warnings", []):
+        lines.append(f"warning: {w}")
     t = report["timing"]
     warm = ", ".join(f"{k} {v:.2f}s" for k, v in t["warmup_seconds"].items())
     lines.append(f"warm-up (compile or cache load, not timed above): {warm or '-'}; wall "

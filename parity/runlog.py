@@ -11,13 +11,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from parity.errors import ParityError
+from parity.functions import RESULT_COLUMNS
 from parity.outputs import (PARQUET_KEY, OutputDir, OutputFile, atomic_write,
                             atomic_write_text, parquet_tagged, read_marker)
 
-RESULTS_SCHEMA = pa.schema([
-    ("block", pa.int64()), ("header_hash", pa.binary(32)), ("tx_root", pa.binary(32)),
-    ("status", pa.uint32()),
-], metadata={PARQUET_KEY: b"results"})
+#: SPEC section 6 (block, header_hash, tx_root, status), then the added functions' columns
+RESULTS_SCHEMA = pa.schema([("block", pa.int64()), *RESULT_COLUMNS],
+                           metadata={PARQUET_KEY: b"results"})
 RUN_OWNED = ("mismatches.jsonl", "checkpoint.json", "results", ".*.tmp")
 
 

@@ -16,7 +16,11 @@ from __future__ import annotations
 
 import struct
 
-from hypothesis import strategies as st
+try:
+    from hypothesis import strategies as st
+except ImportError:  # a runtime install need not carry test tools
+    raise ImportError("parity.strategies needs hypothesis: pip install 'parity[testing]'") \
+        from None
 
 from kernels import constants as C
 from kernels.constants import Block

@@ -79,7 +79,7 @@ def test_rollback_route_first_and_continues():
 
 # ---- dashboard ----
 
-GRAFANA_VARS = {"$__rate_interval": "1m", "$__range": "1h", "$__interval": "1m"}
+GRAFANA_VARS = {"$__rate_interval": "1m", "$__range": "1h", "$__interval": "1m", "$function": ".+"}
 FUNCTIONS = {"rate", "increase", "irate", "sum", "max", "min", "avg", "histogram_quantile",
              "by", "without", "on", "ignoring", "and", "or", "unless", "round", "vector"}
 
