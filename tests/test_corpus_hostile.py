@@ -45,6 +45,12 @@ def refused(capsys, *argv: str, needles: tuple[str, ...] = ()) -> str:
     return err
 
 
+def umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def user_dir(path: Path) -> Path:
     path.mkdir()
     (path / "thesis.txt").write_text(USER)
@@ -117,6 +123,8 @@ def test_force_replaces_only_a_parity_corpus(tmp_path, capsys):
     assert open_corpus(out).blocks == 5 and (out / "manifest.json").read_text() != first
     assert sorted(p.name for p in out.iterdir()) == [MARKER, "blocks-00000.parquet",
                                                      "manifest.json"]
+    for p in (out, out / "manifest.json", out / "blocks-00000.parquet"):  # not private 0600
+        assert p.stat().st_mode & 0o777 == (0o777 if p.is_dir() else 0o666) & ~umask(), p
     (out / "notes.txt").write_text(USER)  # the user's file in parity's corpus
     for force in ([], ["--force"]):
         refused(capsys, "corpus", "generate", out, "--blocks", "20", *force)
@@ -127,6 +135,7 @@ def test_force_replaces_only_a_parity_corpus(tmp_path, capsys):
 def test_export_signature_and_force(small, tmp_path, capsys):
     dst = tmp_path / "x.jsonl"
     assert run(capsys, "corpus", "export", small, "--jsonl", dst)[0] == 0
+    assert dst.stat().st_mode & 0o777 == 0o666 & ~umask()
     head = json.loads(dst.read_text().split("\n", 1)[0])
     assert head["written_by"] == "parity corpus export" and "corpus" in head
     refused(capsys, "corpus", "export", small, "--jsonl", dst, needles=("use --force",))
@@ -144,6 +153,17 @@ def test_export_signature_and_force(small, tmp_path, capsys):
     assert sorted(p.name for p in folder.iterdir()) == ["thesis.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["back", "c", "folder", "mine.jsonl",
                                                           "x.jsonl"]
+
+
+def test_read_only_destination_is_one_line(small, tmp_path, capsys, readonly):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    src = jsonl(tmp_path / "in.jsonl")
+    with readonly(ro):
+        refused(capsys, "corpus", "import", "--jsonl", src, ro / "out", needles=("ro",))
+        refused(capsys, "corpus", "generate", ro / "out", "--blocks", "3", "--quiet")
+        refused(capsys, "corpus", "export", small, "--jsonl", ro / "x.jsonl")
+    assert list(ro.iterdir()) == []
 
 
 # ---- 3. a failed import leaves nothing behind (and keeps what was there) ----------------

@@ -27,7 +27,7 @@ from kernels.legacy import decode_header, encode_header
 from parity.corpus.manifest import loads, parse_manifest, show
 from parity.corpus.reader import open_corpus
 from parity.corpus.shard import from_blocks
-from parity.corpus.writer import CORPUS_OWNED, CorpusWriter, check_rows_per_file
+from parity.corpus.writer import CORPUS_OWNED, CorpusWriter, check_rows_per_file, usual_mode
 from parity.errors import ParityError
 from parity.outputs import OutputDir, OutputFile, json_has, staging_dir
 
@@ -220,6 +220,7 @@ def export_jsonl(corpus: str | Path, dst: str | Path, force: bool = False) -> in
 
     def write(tmp: Path) -> None:
         nonlocal count
+        usual_mode(tmp)
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(json.dumps({"corpus": {"now": m.now, "difficulty_target":
                                            m.difficulty_target.hex(), "anchor": anchor},

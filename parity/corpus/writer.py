@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from kernels.constants import Parent
-from parity.corpus.manifest import MAX_FILES, FileEntry, Manifest
+from parity.corpus.manifest import MANIFEST, MAX_FILES, FileEntry, Manifest
 from parity.corpus.reader import file_blake3
 from parity.corpus.shard import SCHEMA, Shard, to_table
 from parity.errors import ParityError
@@ -27,6 +27,14 @@ def fsync_file(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def usual_mode(path: Path) -> None:
+    """Give ``path`` the mode plain ``open``/``mkdir`` would under the umask (the staging
+    helpers of :mod:`parity.outputs` create private 0600/0700 entries)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
 
 
 def check_rows_per_file(rows_per_file: int, blocks: int | None = None) -> None:
@@ -93,6 +101,8 @@ class CorpusWriter:
             fsync_file(self.dir / name)
             self.manifest.files.append(FileEntry(name, 0, file_blake3(self.dir / name)))
         self.manifest.write(self.dir)
+        usual_mode(self.dir / MANIFEST)
+        usual_mode(self.dir)
         return self.manifest
 
     def __enter__(self) -> CorpusWriter:
