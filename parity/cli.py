@@ -54,7 +54,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from parity.corpus.jsonl import export_jsonl
-    n = export_jsonl(args.path, args.jsonl)
+    n = export_jsonl(args.path, args.jsonl, force=args.force)
     print(f"exported {n:,} blocks from {args.path} to {args.jsonl}")
     return 0
 
@@ -76,7 +76,8 @@ def _corpus_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--no-anchor", action="store_true")
     g.add_argument("--shard-size", type=int, default=10_000, help="rows per row group")
     g.add_argument("--rows-per-file", type=int, default=100_000)
-    g.add_argument("--force", action="store_true", help="overwrite an existing corpus")
+    g.add_argument("--force", action="store_true",
+                   help="replace a corpus parity wrote there (never other files)")
     g.add_argument("--quiet", action="store_true")
     g.set_defaults(func=_cmd_generate)
     v = csub.add_parser("verify", help="check manifest, checksums, rows and types; summarize")
@@ -87,11 +88,14 @@ def _corpus_parser(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--jsonl", required=True)
     i.add_argument("out")
     i.add_argument("--rows-per-file", type=int, default=100_000)
-    i.add_argument("--force", action="store_true")
+    i.add_argument("--force", action="store_true",
+                   help="replace a corpus parity wrote there (never other files)")
     i.set_defaults(func=_cmd_import)
     e = csub.add_parser("export", help="corpus -> JSONL")
     e.add_argument("path")
     e.add_argument("--jsonl", required=True)
+    e.add_argument("--force", action="store_true",
+                   help="replace a JSONL file an earlier export wrote (never another file)")
     e.set_defaults(func=_cmd_export)
 
 

@@ -20,8 +20,9 @@ from kernels import constants as C
 from kernels.jit import encode_headers, merkle_roots, reveal_hashes
 from parity.corpus._mine import link_and_mine
 from parity.corpus.shard import Shard
-from parity.corpus.writer import CorpusWriter
+from parity.corpus.writer import CORPUS_OWNED, CorpusWriter, check_rows_per_file, fsync_file
 from parity.errors import ParityError
+from parity.outputs import OutputDir, staging_dir
 
 TRUTH = "ground-truth.parquet"
 DEFAULT_NOW = 1_767_225_600
@@ -235,15 +236,28 @@ def _shard(opts: GenerateOptions, chain: _Chain, index: int, n: int
 
 def generate(out: str | Path, opts: GenerateOptions, force: bool = False,
              progress: Callable[[int], None] | None = None) -> Path:
-    """Write a corpus of ``opts.blocks`` blocks and its ground truth to ``out``."""
+    """Write a corpus of ``opts.blocks`` blocks and its ground truth to ``out``.
+
+    ``out`` is checked before any work (see :class:`parity.outputs.OutputDir`); the corpus
+    is built in a staging directory beside it and moved into place only when complete."""
     opts.check()
-    out = Path(out)
+    check_rows_per_file(opts.rows_per_file, opts.blocks)
+    target = OutputDir(out, "corpus", CORPUS_OWNED, "OUT")
+    target.check(force)
+    with staging_dir(out) as tmp:
+        _write(tmp, opts, progress)
+        target.adopt(tmp, force)
+    return Path(out)
+
+
+def _write(directory: Path, opts: GenerateOptions, progress: Callable[[int], None] | None
+           ) -> None:
     rng = np.random.default_rng((opts.seed, 2**32))
     chain = _Chain(opts, rng)
-    writer = CorpusWriter(out, now=opts.now, difficulty_target=opts.difficulty_target,
-                          anchor=chain.anchor, rows_per_file=opts.rows_per_file, overwrite=force)
+    writer = CorpusWriter(directory, now=opts.now, difficulty_target=opts.difficulty_target,
+                          anchor=chain.anchor, rows_per_file=opts.rows_per_file)
     truth_schema = pa.schema([("block", pa.int64()), ("status", pa.uint32())])
-    with pq.ParquetWriter(out / TRUTH, truth_schema) as truth:
+    with pq.ParquetWriter(directory / TRUTH, truth_schema) as truth:
         done = 0
         index = 0
         while done < opts.blocks:
@@ -256,8 +270,8 @@ def generate(out: str | Path, opts: GenerateOptions, force: bool = False,
             index += 1
             if progress:
                 progress(n)
+    fsync_file(directory / TRUTH)
     writer.close()
-    return out
 
 
 def read_truth(corpus: str | Path) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Human-readable JSONL form of a corpus, for hand-written edge cases.
 
-Line 1: ``{"corpus": {"now": ..., "difficulty_target": "<hex>", "anchor": {...} | null}}``.
+Line 1: ``{"corpus": {"now": ..., "difficulty_target": "<hex>", "anchor": {...} | null}}``
+(export adds ``"written_by": "parity corpus export"``, its signature; import ignores it).
 Every other line is one block::
 
     {"header": {"version": 1, "height": 42, "prev_hash": "<hex>", ...,
@@ -12,25 +13,29 @@ bits form for NaN and infinities so payloads survive). Bytes are lowercase hex.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-import shutil
+import re
 import struct
 from collections.abc import Iterator
 from pathlib import Path
 
-
 from kernels import constants as C
 from kernels.constants import Block
 from kernels.legacy import decode_header, encode_header
-from parity.corpus.manifest import parse_manifest
+from parity.corpus.manifest import loads, parse_manifest, show
 from parity.corpus.reader import open_corpus
 from parity.corpus.shard import from_blocks
-from parity.corpus.writer import CorpusWriter
+from parity.corpus.writer import CORPUS_OWNED, CorpusWriter, check_rows_per_file, usual_mode
 from parity.errors import ParityError
+from parity.outputs import OutputDir, OutputFile, json_has, staging_dir
 
 BATCH = 10_000
+MAX_LINE = 64 << 20  # bytes; a block of MAX_TRANSACTIONS txids takes under 1 MiB
+WRITTEN_BY = "parity corpus export"
 _RANGES = {"u32": (0, 2**32 - 1), "u64": (0, C.U64_MAX), "i64": (C.I64_MIN, C.I64_MAX)}
+_HEX = {n: re.compile(f"[0-9a-fA-F]{{{n}}}") for n in (16, 64)}
 
 
 def _float_out(x: float) -> float | str:
@@ -42,31 +47,34 @@ def _float_out(x: float) -> float | str:
 def _float_in(value: object, where: str) -> float:
     if isinstance(value, str):
         if len(value) != 16:
-            raise ValueError(f"{where}: a float bit pattern needs 16 hex digits, got {value!r}")
+            raise ValueError(f"{where}: a float bit pattern needs 16 hex digits, got {show(value)}")
+        if not _HEX[16].fullmatch(value):
+            raise ValueError(f"{where}: not hex: {show(value)}")
+        return struct.unpack(">d", bytes.fromhex(value))[0]
+    if isinstance(value, int) and not isinstance(value, bool):
         try:
-            return struct.unpack(">d", bytes.fromhex(value))[0]
-        except ValueError:
-            raise ValueError(f"{where}: not hex: {value!r}") from None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    raise ValueError(f"{where}: expected a number or 16 hex digits, got {value!r}")
+            return float(value)
+        except OverflowError:
+            raise ValueError(f"{where}: {show(value, 30)} is too large for a float") from None
+    if isinstance(value, float):
+        return value
+    raise ValueError(f"{where}: expected a number or 16 hex digits, got {show(value)}")
 
 
 def _hex32(value: object, where: str) -> bytes:
     if not isinstance(value, str) or len(value) != 64:
-        raise ValueError(f"{where}: expected 64 hex digits, got {value!r}")
-    try:
-        return bytes.fromhex(value)
-    except ValueError:
-        raise ValueError(f"{where}: not hex: {value!r}") from None
+        raise ValueError(f"{where}: expected 64 hex digits, got {show(value)}")
+    if not _HEX[64].fullmatch(value):
+        raise ValueError(f"{where}: not hex: {show(value)}")
+    return bytes.fromhex(value)
 
 
 def _int(value: object, kind: str, where: str) -> int:
     lo, hi = _RANGES[kind]
     if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError(f"{where}: expected an integer, got {value!r}")
+        raise ValueError(f"{where}: expected an integer, got {show(value)}")
     if not lo <= value <= hi:
-        raise ValueError(f"{where}: {value} is outside the {kind} range [{lo}, {hi}]")
+        raise ValueError(f"{where}: {show(value, 30)} is outside the {kind} range [{lo}, {hi}]")
     return value
 
 
@@ -115,81 +123,111 @@ def block_from_json(obj: object) -> Block:
 
 
 def _lines(path: Path) -> Iterator[tuple[int, object]]:
+    """(line number, decoded JSON) of every non-blank line; ParityError names the line."""
     try:
-        with open(path, encoding="utf-8") as f:
-            for number, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    yield number, json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ParityError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+        f = open(path, "rb")
     except OSError as exc:
         raise ParityError(f"{path}: cannot read ({exc.strerror})") from None
-    except UnicodeDecodeError:
-        raise ParityError(f"{path}: not UTF-8 text") from None
+    with f:
+        number = 0
+        while True:
+            try:
+                raw = f.readline(MAX_LINE + 1)
+            except OSError as exc:
+                raise ParityError(f"{path}: cannot read ({exc.strerror})") from None
+            if not raw:
+                return
+            number += 1
+            if len(raw) > MAX_LINE:
+                raise ParityError(f"{path}:{number}: line longer than {MAX_LINE >> 20} MiB")
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ParityError(f"{path}:{number}: not UTF-8 text (byte {exc.start})") from None
+            if not text.strip():
+                continue
+            try:
+                yield number, loads(text)
+            except ValueError as exc:
+                raise ParityError(f"{path}:{number}: {exc}") from None
+
+
+def _corpus_line(src: Path, lines: Iterator[tuple[int, object]]) -> tuple:
+    """The corpus line's (now, difficulty_target, anchor)."""
+    first = next(lines, None)
+    if first is None or not isinstance(first[1], dict) or "corpus" not in first[1]:
+        raise ParityError(f"{src}:{first[0] if first else 1}: the first line must be "
+                          f"{{\"corpus\": {{now, difficulty_target, anchor}}}}")
+    meta = first[1]["corpus"]
+    if not isinstance(meta, dict):
+        raise ParityError(f"{src}:{first[0]}: corpus must be an object, got {show(meta)}")
+    try:
+        m = parse_manifest({"format": "parity-corpus", "version": 1, "blocks": 0,
+                            "files": [{"path": "x", "rows": 0, "blake3": "0" * 64}],
+                            **{k: meta[k] for k in ("now", "difficulty_target", "anchor")
+                               if k in meta}})
+    except ValueError as exc:
+        raise ParityError(f"{src}:{first[0]}: corpus.{exc}") from None
+    return m.now, m.difficulty_target, m.anchor
 
 
 def import_jsonl(src: str | Path, out: str | Path, *, rows_per_file: int = 100_000,
                  force: bool = False) -> int:
-    """JSONL -> corpus. Returns the number of blocks written."""
+    """JSONL -> corpus. Returns the number of blocks written.
+
+    ``out`` is checked first; the corpus is built in a staging directory beside it, moved
+    into place when complete, and removed (leaving ``out`` as it was) on any error."""
     src = Path(src)
-    lines = _lines(src)
-    first = next(lines, None)
-    if first is None or not isinstance(first[1], dict) or "corpus" not in first[1]:
-        raise ParityError(f"{src}:1: the first line must be {{\"corpus\": {{now, "
-                          f"difficulty_target, anchor}}}}")
-    meta = first[1]["corpus"]
-    try:
-        manifest = parse_manifest({"format": "parity-corpus", "version": 1, "blocks": 0,
-                                   "files": [{"path": "x", "rows": 0, "blake3": "0" * 64}],
-                                   **(meta if isinstance(meta, dict) else {})})
-    except ValueError as exc:
-        raise ParityError(f"{src}:{first[0]}: {exc}") from None
-    out = Path(out)
-    if (out / "manifest.json").exists() and not force:
-        raise ParityError(f"{out}: a corpus already exists there (use --force)")
-    tmp = out.with_name(out.name + ".partial")  # renamed into place only when complete
-    shutil.rmtree(tmp, ignore_errors=True)
-    blocks: list[Block] = []
+    check_rows_per_file(rows_per_file)
+    target = OutputDir(out, "corpus", CORPUS_OWNED, "OUT")
+    target.check(force)
     total = 0
-    writer = CorpusWriter(tmp, now=manifest.now, difficulty_target=manifest.difficulty_target,
-                          anchor=manifest.anchor, rows_per_file=rows_per_file, overwrite=force)
-    for number, obj in lines:
-        try:
-            blocks.append(block_from_json(obj))
-        except ValueError as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise ParityError(f"{src}:{number}: {exc}") from None
-        if len(blocks) == BATCH:
+    with contextlib.closing(_lines(src)) as lines, staging_dir(out) as tmp:
+        now, difficulty_target, anchor = _corpus_line(src, lines)
+        writer = CorpusWriter(tmp, now=now, difficulty_target=difficulty_target, anchor=anchor,
+                              rows_per_file=rows_per_file)
+        blocks: list[Block] = []
+        for number, obj in lines:
+            try:
+                blocks.append(block_from_json(obj))
+            except ValueError as exc:
+                raise ParityError(f"{src}:{number}: {exc}") from None
+            if len(blocks) == BATCH:
+                writer.append(from_blocks(blocks))
+                total += len(blocks)
+                blocks = []
+        if blocks:
             writer.append(from_blocks(blocks))
             total += len(blocks)
-            blocks = []
-    if blocks:
-        writer.append(from_blocks(blocks))
-        total += len(blocks)
-    writer.close()
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+        writer.close()
+        target.adopt(tmp, force)
     return total
 
 
-def export_jsonl(corpus: str | Path, dst: str | Path) -> int:
-    """Corpus -> JSONL. Returns the number of blocks written."""
+def export_jsonl(corpus: str | Path, dst: str | Path, force: bool = False) -> int:
+    """Corpus -> JSONL. Returns the number of blocks written.
+
+    The first line carries ``"written_by": "parity corpus export"``; an existing ``dst`` is
+    replaced only when it carries that signature and ``force`` is given."""
+    target = OutputFile(dst, "--jsonl", json_has("written_by", WRITTEN_BY))
+    target.check(force)
     c = open_corpus(corpus)
     m = c.manifest
     anchor = None
     if m.anchor is not None:
         anchor = {"height": m.anchor[0], "hash": m.anchor[1].hex(), "timestamp": m.anchor[2]}
     count = 0
-    with open(dst, "w", encoding="utf-8") as f:
-        f.write(json.dumps({"corpus": {"now": m.now, "difficulty_target": m.difficulty_target.hex(),
-                                       "anchor": anchor}}) + "\n")
-        for shard in c.shards():
-            for i in range(len(shard)):
-                f.write(json.dumps(block_to_json(shard.block(i))) + "\n")
-                count += 1
+
+    def write(tmp: Path) -> None:
+        nonlocal count
+        usual_mode(tmp)
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(json.dumps({"corpus": {"now": m.now, "difficulty_target":
+                                           m.difficulty_target.hex(), "anchor": anchor},
+                                "written_by": WRITTEN_BY}) + "\n")
+            for shard in c.shards():
+                for i in range(len(shard)):
+                    f.write(json.dumps(block_to_json(shard.block(i))) + "\n")
+                    count += 1
+    target.write(force, write)
     return count
-
-

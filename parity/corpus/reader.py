@@ -1,9 +1,11 @@
 """Open a corpus, verify it against its manifest, and iterate it shard by shard.
 
-Memory stays bounded by one row group: shards are read one at a time.
+Memory stays bounded by one row group: shards are read one at a time. Row groups of
+zero rows hold no blocks and are skipped (SPEC section 6: they change nothing).
 """
 from __future__ import annotations
 
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +18,7 @@ from blake3 import blake3
 
 from kernels.constants import HEADER_SIZE
 
-from parity.corpus.manifest import Manifest, read_manifest
+from parity.corpus.manifest import MANIFEST, FileEntry, Manifest, read_manifest
 from parity.corpus.shard import SCHEMA, Shard, from_batch
 from parity.errors import CorpusError
 
@@ -65,15 +67,16 @@ class Corpus:
         return self.manifest.blocks
 
     def row_groups(self) -> list[RowGroup]:
-        """Every shard (Parquet row group) in chain order."""
+        """Every shard (Parquet row group holding at least one row) in chain order."""
         out = []
         start = 0
         for entry in self.manifest.files:
-            meta = pq.ParquetFile(self.path / entry.path).metadata
+            meta = _parquet(self.path / entry.path).metadata
             row = 0
             for g in range(meta.num_row_groups):
                 rows = meta.row_group(g).num_rows
-                out.append(RowGroup(entry.path, g, start, rows, row))
+                if rows:
+                    out.append(RowGroup(entry.path, g, start, rows, row))
                 start += rows
                 row += rows
         return out
@@ -82,9 +85,15 @@ class Corpus:
         path = self.path / g.file
         try:
             table = pq.ParquetFile(path).read_row_group(g.group)
-            return from_batch(table, start=g.start, file=g.file, row=g.row)
-        except (OSError, pa.ArrowException, ValueError) as exc:
+        except (OSError, pa.ArrowException) as exc:
             raise CorpusError(path, f"unreadable row group {g.group}: {exc}") from None
+        if table.num_rows != g.rows:
+            raise CorpusError(path, f"row group {g.group} holds {table.num_rows} rows, its "
+                                    f"metadata says {g.rows}")
+        try:
+            return from_batch(table, start=g.start, file=g.file, row=g.row)
+        except (pa.ArrowException, ValueError) as exc:
+            raise CorpusError(path, f"row group {g.group}: {exc}") from None
 
     def read_headers(self, g: RowGroup) -> np.ndarray:
         """Only the ``header`` column of one row group: ``uint8[n, 276]`` (read-only)."""
@@ -94,6 +103,9 @@ class Corpus:
         except (OSError, pa.ArrowException) as exc:
             raise CorpusError(path, f"unreadable row group {g.group}: {exc}") from None
         raw = table.column("header").combine_chunks()
+        if raw.null_count or len(raw) != g.rows:
+            raise CorpusError(path, f"row group {g.group}: column header has {raw.null_count} "
+                                    f"null values in {len(raw)} rows (metadata says {g.rows})")
         return np.frombuffer(raw.buffers()[1], np.uint8)[
             raw.offset * HEADER_SIZE:(raw.offset + len(raw)) * HEADER_SIZE].reshape(-1, HEADER_SIZE)
 
@@ -104,30 +116,63 @@ class Corpus:
                 yield self.read_shard(g)
 
 
+def _parquet(file: Path) -> pq.ParquetFile:
+    try:
+        return pq.ParquetFile(file)
+    except (OSError, pa.ArrowException) as exc:
+        raise CorpusError(file, f"not a readable Parquet file ({exc})") from None
+
+
+def _data_file(root: Path, entry: FileEntry, seen: dict[tuple[int, int], str]) -> Path:
+    """``root / entry.path`` once checked: it exists, is a regular file, resolves (symlinks
+    followed) inside the corpus directory ``root`` and is no file listed before."""
+    file = root / entry.path
+    try:
+        real = file.resolve(strict=True)
+        st = real.stat()
+    except FileNotFoundError:
+        raise CorpusError(file, "missing data file listed in the manifest") from None
+    except (OSError, RuntimeError) as exc:  # a symlink loop, a name too long, ...
+        raise CorpusError(file, f"cannot open ({getattr(exc, 'strerror', None) or exc})") from None
+    if root not in real.parents:
+        raise CorpusError(file, f"resolves to {real}, outside the corpus directory {root}")
+    if not stat.S_ISREG(st.st_mode):
+        raise CorpusError(file, "not a regular file")
+    key = (st.st_dev, st.st_ino)
+    if key in seen:
+        raise CorpusError(file, f"is the same file as {seen[key]} (each file may be listed once)")
+    seen[key] = entry.path
+    return file
+
+
 def open_corpus(path: str | Path, verify: bool = True) -> Corpus:
-    """Open a corpus; with ``verify``, check checksums, row counts, types and block count."""
+    """Open a corpus; with ``verify``, check checksums, row counts, types and block count.
+
+    Data files must resolve inside the corpus directory and be listed once, verified or
+    not. Nulls are refused when shards are read (:func:`~parity.corpus.shard.from_batch`).
+    """
     directory = Path(path)
     manifest = read_manifest(directory)
+    root = directory.resolve()
+    seen: dict[tuple[int, int], str] = {}
     total = 0
     for entry in manifest.files:
-        file = directory / entry.path
-        if not file.is_file():
-            raise CorpusError(file, "missing data file listed in the manifest")
+        file = _data_file(root, entry, seen)
         if verify:
             digest = file_blake3(file)
             if digest != entry.blake3:
                 raise CorpusError(file, f"checksum mismatch: blake3 {digest}, manifest says "
                                         f"{entry.blake3}")
-        try:
-            pf = pq.ParquetFile(file)
-        except (OSError, pa.ArrowException) as exc:
-            raise CorpusError(file, f"not a readable Parquet file ({exc})") from None
+        pf = _parquet(file)
         _check_schema(file, pf.schema_arrow)
-        rows = pf.metadata.num_rows
+        meta = pf.metadata
+        rows = meta.num_rows
         if rows != entry.rows:
             raise CorpusError(file, f"has {rows} rows, manifest says {entry.rows}")
+        if sum(meta.row_group(g).num_rows for g in range(meta.num_row_groups)) != rows:
+            raise CorpusError(file, "row groups do not add up to the file's row count")
         total += rows
     if total != manifest.blocks:
-        raise CorpusError(directory / "manifest.json",
+        raise CorpusError(directory / MANIFEST,
                           f"files hold {total} blocks, manifest says {manifest.blocks}")
     return Corpus(directory, manifest)

@@ -105,10 +105,14 @@ def from_batch(batch: pa.RecordBatch | pa.Table, start: int = 0, file: str = "",
     col = {k: (v.combine_chunks() if isinstance(v, pa.ChunkedArray) else v) for k, v in col.items()}
     for name, arr in col.items():
         if arr.null_count:
-            raise ValueError(f"column {name} has {arr.null_count} null values")
-    txids, id_off = _list(col["txids"])
-    numbers, num_off = _list(col["numbers"])
-    indices, idx_off = _list(col["indices"])
+            raise ValueError(f"column {name} has {arr.null_count} null values (SPEC section 6 "
+                             "allows none)")
+    lists = {name: _list(col[name]) for name in ("txids", "numbers", "indices")}
+    for name, (items, _off) in lists.items():
+        if items.null_count:
+            raise ValueError(f"column {name} has {items.null_count} null list items (SPEC "
+                             "section 6 allows none)")
+    (txids, id_off), (numbers, num_off), (indices, idx_off) = lists.values()
     return Shard(_fixed(col["header"], HEADER_SIZE), _fixed(txids, HASH_SIZE), id_off,
                  _primitive(numbers, np.int64), num_off, _primitive(col["target"], np.int64),
                  _primitive(indices, np.uint64), idx_off, start, file, row)

@@ -1,30 +1,64 @@
-"""Streaming corpus writer: shards in, Parquet files and a checksummed manifest out."""
+"""Streaming corpus writer: shards in, Parquet files and a checksummed manifest out.
+
+The writer fills a fresh directory (in practice a :func:`parity.outputs.staging_dir`)
+that :meth:`parity.outputs.OutputDir.adopt` then moves into place; it never writes
+into a directory that already holds anything.
+"""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
 from kernels.constants import Parent
-from parity.corpus.manifest import MANIFEST, FileEntry, Manifest
+from parity.corpus.manifest import MANIFEST, MAX_FILES, FileEntry, Manifest
 from parity.corpus.reader import file_blake3
 from parity.corpus.shard import SCHEMA, Shard, to_table
 from parity.errors import ParityError
 
+#: what ``--force`` may remove from a corpus directory parity wrote
+CORPUS_OWNED = ("manifest.json", "blocks-*.parquet", "ground-truth.parquet")
+
+
+def fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def usual_mode(path: Path) -> None:
+    """Give ``path`` the mode plain ``open``/``mkdir`` would under the umask (the staging
+    helpers of :mod:`parity.outputs` create private 0600/0700 entries)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
+
+
+def check_rows_per_file(rows_per_file: int, blocks: int | None = None) -> None:
+    """Refuse a file size the writer cannot use, or (given ``blocks``) one that would need
+    more files than a manifest may list."""
+    if rows_per_file < 1:
+        raise ParityError("--rows-per-file must be at least 1")
+    if blocks is not None and -(-blocks // rows_per_file) > MAX_FILES:
+        raise ParityError(f"--rows-per-file {rows_per_file}: {blocks:,} blocks would need more "
+                          f"than {MAX_FILES:,} files; raise --rows-per-file")
+
 
 class CorpusWriter:
     """Append shards in chain order; files roll over every ``rows_per_file`` rows and
-    each appended shard becomes one row group. ``close()`` writes the manifest."""
+    each appended shard becomes one row group. ``close()`` writes the manifest.
+    ``directory`` must not exist or be empty."""
 
     def __init__(self, directory: str | Path, *, now: int, difficulty_target: bytes,
-                 anchor: Parent | None, rows_per_file: int = 100_000,
-                 overwrite: bool = False) -> None:
+                 anchor: Parent | None, rows_per_file: int = 100_000) -> None:
         self.dir = Path(directory)
-        if (self.dir / MANIFEST).exists() and not overwrite:
-            raise ParityError(f"{self.dir}: a corpus already exists there (use --force)")
+        check_rows_per_file(rows_per_file)
+        if self.dir.exists() and (not self.dir.is_dir() or any(self.dir.iterdir())):
+            raise ParityError(f"{self.dir}: the corpus writer needs a new or empty directory")
         self.dir.mkdir(parents=True, exist_ok=True)
-        if rows_per_file < 1:
-            raise ParityError("rows per file must be at least 1")
         self.manifest = Manifest(0, now, difficulty_target, anchor, [])
         self.rows_per_file = rows_per_file
         self._writer: pq.ParquetWriter | None = None
@@ -35,6 +69,7 @@ class CorpusWriter:
             self._writer.close()
             entry = self.manifest.files[-1]
             entry.rows = self._rows
+            fsync_file(self.dir / entry.path)
             entry.blake3 = file_blake3(self.dir / entry.path)
             self._writer = None
 
@@ -42,6 +77,9 @@ class CorpusWriter:
         lo = 0
         while lo < len(shard):
             if self._writer is None:
+                if len(self.manifest.files) >= MAX_FILES:
+                    raise ParityError(f"{self.dir}: a corpus may have at most {MAX_FILES:,} "
+                                      "files; raise --rows-per-file")
                 name = f"blocks-{len(self.manifest.files):05d}.parquet"
                 self._writer = pq.ParquetWriter(self.dir / name, SCHEMA, compression="zstd")
                 self.manifest.files.append(FileEntry(name, 0, ""))
@@ -60,8 +98,11 @@ class CorpusWriter:
         if not self.manifest.files:  # an empty corpus still has one (empty) file
             name = "blocks-00000.parquet"
             pq.write_table(SCHEMA.empty_table(), self.dir / name)
+            fsync_file(self.dir / name)
             self.manifest.files.append(FileEntry(name, 0, file_blake3(self.dir / name)))
         self.manifest.write(self.dir)
+        usual_mode(self.dir / MANIFEST)
+        usual_mode(self.dir)
         return self.manifest
 
     def __enter__(self) -> CorpusWriter:
