@@ -207,9 +207,10 @@ def _run_aa(args: argparse.Namespace, common: dict) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
+    import tempfile
+
     from parity.modes import Mode
     from parity.shadow import ShadowOptions, ShadowRun
-    import tempfile
     with tempfile.TemporaryDirectory() as tmp:
         opts = ShadowOptions(corpus=args.corpus, mode=Mode.SHADOW, functions=tuple(args.functions),
                              legacy=args.legacy, refactored=args.refactored, run_dir=tmp, quiet=True)
@@ -303,6 +304,7 @@ def _port(text: str) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     import signal
     import threading
+
     from parity.percall import Controller
     from parity.server import ParityServer
     controller = Controller(_state(args, initial=args.mode), sample=args.sample)

@@ -31,9 +31,10 @@ def mismatched_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if a.shape != b.shape or a.dtype != b.dtype:
         raise ValueError(f"outputs differ in shape or type: {a.dtype}{list(a.shape)} vs "
                          f"{b.dtype}{list(b.shape)}")
-    if a.ndim == 1:
-        return np.flatnonzero(a != b)
-    return np.flatnonzero((a != b).reshape(a.shape[0], -1).any(axis=1))
+    diff = a != b
+    if diff.ndim > 1:
+        diff = diff.any(axis=tuple(range(1, diff.ndim)))
+    return np.flatnonzero(diff)
 
 
 def status_diff(a: int, b: int) -> dict:

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from kernels.constants import COMMITMENT_REPLAY, TIER_NAMES

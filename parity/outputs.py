@@ -50,7 +50,16 @@ def refuse_dangerous(path: Path, what: str) -> Path:
     return resolved
 
 
-def fsync_dir(path: Path) -> None:
+def usual_mode(path: Path) -> None:
+    """Give ``path`` the mode plain ``open``/``mkdir`` would under the umask (temporary
+    files and directories start private: 0600/0700)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
+
+
+def fsync_path(path: Path) -> None:
+    """fsync a file or a directory (after a rename into it) by path."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -123,7 +132,7 @@ class OutputDir:
             clear_owned(path, self.owned)
             path.rmdir()  # empty now: check() refused anything foreign
         os.rename(built, path)
-        fsync_dir(path.parent)
+        fsync_path(path.parent)
         return path
 
 
@@ -147,6 +156,7 @@ def staging_dir(target: str | Path) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".parity-tmp",
                                 dir=target.parent))
+    usual_mode(tmp)
     try:
         yield tmp
     except BaseException:
@@ -175,7 +185,7 @@ def _install(tmp: Path, path: Path, replace: bool) -> None:
                               "(nothing written)") from None
         finally:
             tmp.unlink()
-    fsync_dir(path.parent)
+    fsync_path(path.parent)
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None], *, replace: bool = True) -> None:
@@ -187,6 +197,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None], *, replace: bo
     tmp = _temp_beside(path)
     try:
         write(tmp)
+        usual_mode(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         _install(tmp, path, replace)

@@ -12,8 +12,15 @@ import pyarrow.parquet as pq
 
 from parity.errors import ParityError
 from parity.functions import RESULT_COLUMNS
-from parity.outputs import (PARQUET_KEY, OutputDir, OutputFile, atomic_write,
-                            atomic_write_text, parquet_tagged, read_marker)
+from parity.outputs import (
+    PARQUET_KEY,
+    OutputDir,
+    OutputFile,
+    atomic_write,
+    atomic_write_text,
+    parquet_tagged,
+    read_marker,
+)
 
 #: SPEC section 6 (block, header_hash, tx_root, status), then the added functions' columns
 RESULTS_SCHEMA = pa.schema([("block", pa.int64()), *RESULT_COLUMNS],

@@ -28,6 +28,7 @@ from parity.records import Record, ShardFailure
 from parity.runlog import RESULTS_SCHEMA
 from parity.stats import FunctionStats
 
+
 @dataclass
 class Side:
     """One twin and its chain state: the parent (None, the anchor tuple, or the previous

@@ -25,8 +25,14 @@ except ImportError:  # a runtime install need not carry test tools
 from kernels import constants as C
 from kernels.constants import Block
 from kernels.legacy import (
-    commitment, decode_header, encode_header, hash_header, merkle_root, problem_hash,
-    solution_hash)
+    commitment,
+    decode_header,
+    encode_header,
+    hash_header,
+    merkle_root,
+    problem_hash,
+    solution_hash,
+)
 
 EDGE_F64_BITS = (
     0x0000000000000000, 0x8000000000000000,  # +0.0, -0.0

@@ -20,9 +20,9 @@ from kernels import constants as C
 from kernels.jit import encode_headers, merkle_roots, reveal_hashes
 from parity.corpus._mine import link_and_mine
 from parity.corpus.shard import Shard
-from parity.corpus.writer import CORPUS_OWNED, CorpusWriter, check_rows_per_file, fsync_file
+from parity.corpus.writer import CORPUS_OWNED, CorpusWriter, check_rows_per_file
 from parity.errors import ParityError
-from parity.outputs import OutputDir, staging_dir
+from parity.outputs import OutputDir, fsync_path, staging_dir
 
 TRUTH = "ground-truth.parquet"
 DEFAULT_NOW = 1_767_225_600
@@ -270,7 +270,7 @@ def _write(directory: Path, opts: GenerateOptions, progress: Callable[[int], Non
             index += 1
             if progress:
                 progress(n)
-    fsync_file(directory / TRUTH)
+    fsync_path(directory / TRUTH)
     writer.close()
 
 

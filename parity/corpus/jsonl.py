@@ -27,9 +27,9 @@ from kernels.legacy import decode_header, encode_header
 from parity.corpus.manifest import loads, parse_manifest, show
 from parity.corpus.reader import open_corpus
 from parity.corpus.shard import from_blocks
-from parity.corpus.writer import CORPUS_OWNED, CorpusWriter, check_rows_per_file, usual_mode
+from parity.corpus.writer import CORPUS_OWNED, CorpusWriter, check_rows_per_file
 from parity.errors import ParityError
-from parity.outputs import OutputDir, OutputFile, json_has, staging_dir
+from parity.outputs import OutputDir, OutputFile, json_has, staging_dir, usual_mode
 
 BATCH = 10_000
 MAX_LINE = 64 << 20  # bytes; a block of MAX_TRANSACTIONS txids takes under 1 MiB

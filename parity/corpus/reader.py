@@ -17,7 +17,6 @@ import pyarrow.parquet as pq
 from blake3 import blake3
 
 from kernels.constants import HEADER_SIZE
-
 from parity.corpus.manifest import MANIFEST, FileEntry, Manifest, read_manifest
 from parity.corpus.shard import SCHEMA, Shard, from_batch
 from parity.errors import CorpusError

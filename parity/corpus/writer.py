@@ -6,7 +6,6 @@ into a directory that already holds anything.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -16,25 +15,10 @@ from parity.corpus.manifest import MANIFEST, MAX_FILES, FileEntry, Manifest
 from parity.corpus.reader import file_blake3
 from parity.corpus.shard import SCHEMA, Shard, to_table
 from parity.errors import ParityError
+from parity.outputs import fsync_path, usual_mode
 
 #: what ``--force`` may remove from a corpus directory parity wrote
 CORPUS_OWNED = ("manifest.json", "blocks-*.parquet", "ground-truth.parquet")
-
-
-def fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def usual_mode(path: Path) -> None:
-    """Give ``path`` the mode plain ``open``/``mkdir`` would under the umask (the staging
-    helpers of :mod:`parity.outputs` create private 0600/0700 entries)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
 
 
 def check_rows_per_file(rows_per_file: int, blocks: int | None = None) -> None:
@@ -69,7 +53,7 @@ class CorpusWriter:
             self._writer.close()
             entry = self.manifest.files[-1]
             entry.rows = self._rows
-            fsync_file(self.dir / entry.path)
+            fsync_path(self.dir / entry.path)
             entry.blake3 = file_blake3(self.dir / entry.path)
             self._writer = None
 
@@ -98,7 +82,7 @@ class CorpusWriter:
         if not self.manifest.files:  # an empty corpus still has one (empty) file
             name = "blocks-00000.parquet"
             pq.write_table(SCHEMA.empty_table(), self.dir / name)
-            fsync_file(self.dir / name)
+            fsync_path(self.dir / name)
             self.manifest.files.append(FileEntry(name, 0, file_blake3(self.dir / name)))
         self.manifest.write(self.dir)
         usual_mode(self.dir / MANIFEST)
