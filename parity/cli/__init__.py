@@ -1,0 +1,43 @@
+"""``parity`` command line: corpora, shadow runs, replays, codec mode, metrics server.
+
+Each command family registers its parser here; errors are one line on stderr with
+exit code 2 (bad input or usage) or 1 (a change that could not be made durable).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from parity.cli import corpus, runs, serving
+from parity.errors import ParityError, StateError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="parity", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    for family in (corpus, runs, serving):
+        family.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # name the subcommand's usage, not the top level's
+        getattr(args, "parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        return int(args.func(args))
+    except ParityError as exc:
+        print(f"parity: error: {exc}", file=sys.stderr)
+        return 2
+    except StateError as exc:  # not bad input: the change could not be made durable
+        print(f"parity: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"parity: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("parity: interrupted", file=sys.stderr)
+        return 130

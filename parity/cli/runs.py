@@ -1,0 +1,149 @@
+"""``parity shadow`` and ``parity replay``: batch runs over a corpus."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from parity.cli.args import add_parser, csv_list, mode
+from parity.errors import ParityError
+from parity.functions import FUNCTIONS
+from parity.twins import DEFAULT_LEGACY, DEFAULT_REFACTORED
+
+TWIN_HELP = "the {} twin: a module name or a .py file path (default {})"
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse foreign outputs and bad URLs before any work."""
+    from parity.report import report_output
+    if args.report:
+        report_output(args.report).check(args.force)
+    if args.metrics_file:
+        from parity.exporters import metrics_file_output
+        metrics_file_output(args.metrics_file).check(args.force)
+    if args.pushgateway is not None:
+        from parity.exporters import validate_pushgateway_url
+        validate_pushgateway_url(args.pushgateway)
+
+
+def _shadow(args: argparse.Namespace) -> int:
+    from parity.exporters import BatchExporter
+    from parity.modes import mode_from_env
+    from parity.report import render_table, write_report
+    from parity.shadow import ShadowOptions, ShadowRun
+    _check_outputs(args)
+    common = dict(corpus=args.corpus, functions=tuple(args.functions), sample=args.sample,
+                  repeat=args.repeat, seed=args.seed, quiet=args.quiet,
+                  max_records=args.max_records)
+    if args.aa:
+        return _aa(args, common)
+    opts = ShadowOptions(mode=args.mode if args.mode is not None else mode_from_env(),
+                         legacy=args.legacy, refactored=args.refactored, results=args.results,
+                         run_dir=args.run_dir, resume=args.resume, force=args.force, **common)
+    engine: object
+    if args.engine == "dask":
+        from parity.distributed import DaskShadow
+        engine = DaskShadow(opts, scheduler=args.scheduler, workers=args.workers)
+        run = engine.run
+    else:
+        if args.scheduler:
+            raise ParityError("--scheduler goes with --engine dask")
+        engine = run = ShadowRun(opts)
+    with BatchExporter(run.metrics, args.pushgateway, args.metrics_file, run.corpus,
+                       force=args.force) as exporter:
+        result = engine.execute(on_shard=exporter.on_shard)  # type: ignore[attr-defined]
+    if exporter.warnings:
+        result.report["warnings"] = result.report.get("warnings", []) + list(exporter.warnings)
+    if args.report:
+        write_report(result.report, args.report, args.force)
+    print(render_table(result.report))
+    return int(result.exit_code)
+
+
+def _aa(args: argparse.Namespace, common: dict) -> int:
+    """A/A: legacy vs legacy and refactored vs refactored must show zero differences."""
+    from parity.modes import Mode
+    from parity.report import render_table, write_report
+    from parity.shadow import ShadowOptions, ShadowRun
+    run_dir = args.run_dir or ".parity-run/aa"
+    reports = {}
+    code = 0
+    for name, module in (("legacy", args.legacy), ("refactored", args.refactored)):
+        opts = ShadowOptions(mode=Mode.SHADOW, legacy=module, refactored=module,
+                             run_dir=f"{run_dir}/{name}", force=args.force or not args.run_dir,
+                             **common)
+        result = ShadowRun(opts).execute()
+        reports[f"{name}_vs_{name}"] = result.report
+        print(f"A/A {name} vs {name}:")
+        print(render_table(result.report))
+        code = max(code, result.exit_code)
+    if args.report:
+        write_report({"aa": reports, "differences": sum(
+            f["mismatches"] for r in reports.values() for f in r["functions"].values())},
+            args.report, args.force)
+    return code
+
+
+def _replay(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from parity.modes import Mode
+    from parity.shadow import ShadowOptions, ShadowRun
+    with tempfile.TemporaryDirectory() as tmp:
+        opts = ShadowOptions(corpus=args.corpus, mode=Mode.SHADOW,
+                             functions=tuple(args.functions), legacy=args.legacy,
+                             refactored=args.refactored, run_dir=tmp, quiet=True)
+        records, outputs = ShadowRun(opts).replay_block(args.block)
+    print(json.dumps({"block": args.block, "outputs": outputs, "mismatches": records}, indent=2))
+    return 1 if records else 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    fns = ",".join(FUNCTIONS)
+    s = add_parser(sub, "shadow", help="run both twins over a corpus and compare every output")
+    s.add_argument("corpus", help="the corpus directory")
+    s.add_argument("--mode", type=mode, default=None,
+                   help="0-3 or legacy_only|shadow|refactored_primary|refactored_only "
+                        "(default: $CODEC_MODE, else shadow)")
+    s.add_argument("--functions", type=csv_list, default=list(FUNCTIONS),
+                   help=f"comma-separated functions to run and compare (default {fns})")
+    s.add_argument("--report", help="write the JSON report here")
+    s.add_argument("--results", help="write the served results Parquet here")
+    s.add_argument("--sample", type=float, default=1.0,
+                   help="mode 2: share of shards on which legacy also runs (default 1.0)")
+    s.add_argument("--legacy", default=DEFAULT_LEGACY,
+                   help=TWIN_HELP.format("legacy", DEFAULT_LEGACY))
+    s.add_argument("--refactored", default=DEFAULT_REFACTORED,
+                   help=TWIN_HELP.format("refactored", DEFAULT_REFACTORED))
+    s.add_argument("--aa", action="store_true",
+                   help="A/A determinism check instead: each twin against itself, mode 1")
+    s.add_argument("--run-dir", help="mismatch log, checkpoint and result parts (default "
+                                     ".parity-run/<corpus name>)")
+    s.add_argument("--resume", action="store_true", help="continue from the last completed shard")
+    s.add_argument("--force", action="store_true",
+                   help="replace earlier parity output at --run-dir, --results, --report, "
+                        "--metrics-file (never a file or directory parity did not write)")
+    s.add_argument("--repeat", type=int, default=1, help="timed calls per function and shard")
+    s.add_argument("--seed", type=int, default=0,
+                   help="seed of the mode-2 legacy sample (which shards legacy also runs on)")
+    s.add_argument("--max-records", type=int, default=100_000,
+                   help="mismatch records kept at most (counts stay exact beyond it)")
+    s.add_argument("--pushgateway", help="push metrics to this Pushgateway URL")
+    s.add_argument("--metrics-file", help="write metrics in the textfile format here")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--engine", choices=["local", "dask"], default="local",
+                   help="local: this process; dask: one task per shard on a Dask cluster")
+    s.add_argument("--scheduler", help="with --engine dask: a running scheduler's address")
+    s.add_argument("--workers", type=int, default=2,
+                   help="with --engine dask and no --scheduler: local worker processes")
+    s.set_defaults(func=_shadow)
+    r = add_parser(sub, "replay", help="run both twins on one block of a corpus")
+    r.add_argument("corpus", help="the corpus directory")
+    r.add_argument("--block", type=int, required=True,
+                   help="the block's position in the corpus (0-based)")
+    r.add_argument("--functions", type=csv_list, default=list(FUNCTIONS),
+                   help=f"comma-separated functions to replay (default {fns})")
+    r.add_argument("--legacy", default=DEFAULT_LEGACY,
+                   help=TWIN_HELP.format("legacy", DEFAULT_LEGACY))
+    r.add_argument("--refactored", default=DEFAULT_REFACTORED,
+                   help=TWIN_HELP.format("refactored", DEFAULT_REFACTORED))
+    r.set_defaults(func=_replay)
