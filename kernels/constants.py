@@ -1,4 +1,5 @@
-"""Formats, rule bits and limits of SPEC.md v1: the only module both twins import."""
+"""Formats, rule bits and limits of SPEC.md v1, imported by both twins (as are the
+twin-neutral :mod:`kernels.config` and :mod:`kernels.checks`)."""
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -13,6 +13,7 @@ import sys
 import numpy as np
 from numba import njit, prange
 
+from kernels import checks
 from kernels.config import INLINE_OPTIONS, JIT_OPTIONS, LANES, PARALLEL_OPTIONS
 
 IV0 = np.uint32(0x6A09E667)
@@ -360,18 +361,11 @@ def hash_var_into(words, starts, lengths, out, parallel):
             _var_task(words, sorted_starts, lengths, order, tasks, t, out_words)
 
 
-def _check_u8(arr: np.ndarray, ndim: int, name: str) -> None:
-    if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8:
-        raise TypeError(f"{name}: expected a numpy uint8 array")
-    if arr.ndim != ndim:
-        raise ValueError(f"{name}: expected {ndim} dimensions, got {arr.ndim}")
-
-
 def hash_rows(data: np.ndarray, parallel: bool = True) -> np.ndarray:
     """BLAKE3 of each row of ``uint8[R, n]`` -> ``uint8[R, 32]``."""
-    _check_u8(data, 2, "data")
+    data = checks.array(data, "data", np.uint8, ("R", "n"))
     out = np.empty((data.shape[0], 32), dtype=np.uint8)
-    hash_rows_into(np.ascontiguousarray(data), out, parallel)
+    hash_rows_into(data, out, parallel)
     return out
 
 
