@@ -88,6 +88,8 @@ def _bad_inputs():
         ("reveal_hashes", (nums, np.array([0, 2], np.int64), tg[:1], idxs,
                            np.array([0, 2], np.int64), np.zeros((2, 32), np.uint8)), {}),
         ("commitment", (bytes(32), bytes(31), bytes(32)), {}),
+        ("commitments", (hdr, nums, np.array([0, 2], np.int64), tg[:1], idxs,
+                         np.array([0, 2], np.int64)), {}),
         ("validate_blocks", va, kw),
         ("validate_blocks", (hdr, ids, off2, nums, np.array([0, 1, 2], np.int64), tg, idxs,
                              np.array([0, 1, 2], np.int64)), {"now": 0,

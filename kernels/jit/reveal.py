@@ -9,12 +9,12 @@ from numba import njit, prange
 
 from kernels import checks
 from kernels.config import JIT_OPTIONS, PARALLEL_OPTIONS
-from kernels.constants import HASH_SIZE, MAX_REVEAL_ITEMS, MIN_NUMBERS
+from kernels.constants import HASH_SIZE, MAX_REVEAL_ITEMS, MIN_NUMBERS, OFF_PREV_HASH
 from kernels.jit._blake3 import hash_rows_into, hash_var_into
 from kernels.jit._selftest import ensure_ready
 
-__all__ = ["check_solutions", "commitment", "problem_bytes", "problem_hash", "reveal_hashes",
-           "solution_bytes", "solution_hash", "solution_ok"]
+__all__ = ["check_solutions", "commitment", "commitments", "problem_bytes", "problem_hash",
+           "reveal_hashes", "solution_bytes", "solution_hash", "solution_ok"]
 
 I64_MAX = np.int64(np.iinfo(np.int64).max)
 I64_MIN = np.int64(np.iinfo(np.int64).min)
@@ -132,6 +132,25 @@ def reveal_hashes(numbers: np.ndarray, num_offsets: np.ndarray, targets: np.ndar
     _reveal_hashes_into(numbers, num_offsets, targets, indices, idx_offsets, salts, out[0],
                         out[1], out[2], parallel)
     return out[0], out[1], out[2]
+
+
+def commitments(headers: np.ndarray, numbers: np.ndarray, num_offsets: np.ndarray,
+                targets: np.ndarray, indices: np.ndarray, idx_offsets: np.ndarray,
+                parallel: bool = True) -> np.ndarray:
+    """Each block's expected ``commitment_hash`` (SPEC section 3, any reveal length) with
+    its header's ``prev_hash`` as epoch salt: ``uint8[N, 32]``."""
+    headers = checks.headers(headers)
+    n = headers.shape[0]
+    numbers, num_offsets, targets, indices, idx_offsets = checks.reveals(
+        numbers, num_offsets, targets, indices, idx_offsets, blocks=n)
+    ensure_ready()
+    salts = np.ascontiguousarray(headers[:, OFF_PREV_HASH:OFF_PREV_HASH + HASH_SIZE])
+    problem = np.empty((n, HASH_SIZE), dtype=np.uint8)
+    solution = np.empty((n, HASH_SIZE), dtype=np.uint8)
+    commit = np.empty((n, HASH_SIZE), dtype=np.uint8)
+    _reveal_hashes_into(numbers, num_offsets, targets, indices, idx_offsets, salts, problem,
+                        solution, commit, parallel)
+    return commit
 
 
 def check_solutions(numbers: np.ndarray, num_offsets: np.ndarray, targets: np.ndarray,

@@ -10,9 +10,10 @@ from blake3 import blake3
 from kernels import checks
 from kernels.constants import (
     HASH_SIZE, I64_MAX, I64_MIN, MAX_REVEAL_ITEMS, MIN_NUMBERS, SUBSET_SUM_VARIANT)
+from kernels.legacy.header import decode_header
 
-__all__ = ["check_solutions", "commitment", "problem_bytes", "problem_hash", "reveal_hashes",
-           "solution_bytes", "solution_hash", "solution_ok"]
+__all__ = ["check_solutions", "commitment", "commitments", "problem_bytes", "problem_hash",
+           "reveal_hashes", "solution_bytes", "solution_hash", "solution_ok"]
 
 
 def problem_bytes(numbers: Sequence[int], target: int) -> bytes:
@@ -94,3 +95,20 @@ def check_solutions(numbers: np.ndarray, num_offsets: np.ndarray, targets: np.nd
     return np.array([solution_ok(nums[b], int(targets[b]), idxs[b]) for b in range(len(nums))],
                     dtype=np.bool_)
 
+
+def commitments(headers: np.ndarray, numbers: np.ndarray, num_offsets: np.ndarray,
+                targets: np.ndarray, indices: np.ndarray, idx_offsets: np.ndarray) -> np.ndarray:
+    """Batch form: each block's expected ``commitment_hash`` (SPEC section 3, any reveal
+    length), the epoch salt being its header's ``prev_hash``: ``uint8[N, 32]``."""
+    headers = checks.headers(headers)
+    numbers, num_offsets, targets, indices, idx_offsets = checks.reveals(
+        numbers, num_offsets, targets, indices, idx_offsets, blocks=headers.shape[0])
+    nums = checks.unpack(numbers, num_offsets)
+    idxs = checks.unpack(indices, idx_offsets)
+    out = np.zeros((headers.shape[0], HASH_SIZE), dtype=np.uint8)
+    for b in range(headers.shape[0]):
+        epoch_salt: bytes = decode_header(headers[b].tobytes())["prev_hash"]  # type: ignore
+        ph = problem_hash(nums[b], int(targets[b]))
+        sh = solution_hash(idxs[b])
+        out[b] = np.frombuffer(commitment(ph, epoch_salt, sh), dtype=np.uint8)
+    return out
