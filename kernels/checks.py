@@ -7,14 +7,15 @@ argument's name. Nothing here computes a consensus rule.
 """
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 
 import numpy as np
 
-from kernels.constants import HASH_SIZE, HEADER_SIZE, Block
+from kernels.constants import HASH_SIZE, HEADER_SIZE, I64_MAX, I64_MIN, U64_MAX, Block, Parent
 
 __all__ = ["array", "blocks", "fixed_bytes", "fixed_items", "headers", "ids", "offsets",
-           "pack", "pack_blocks", "reveals", "unpack"]
+           "pack", "pack_blocks", "parent", "reveals", "unpack"]
 
 
 def array(value: object, name: str, dtype: type, shape: tuple[int | str, ...]) -> np.ndarray:
@@ -100,6 +101,38 @@ def blocks(headers_: object, ids_: object, id_offsets: object, numbers: object,
     flat, id_off = ids(ids_, id_offsets, "id_offsets", hdr.shape[0])
     return (hdr, flat, id_off) + reveals(numbers, num_offsets, targets, indices, idx_offsets,
                                          hdr.shape[0])
+
+
+def _int(value: object, name: str, lo: int, hi: int) -> int:
+    try:
+        x = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"{name}: expected an integer, got {type(value).__name__}") from None
+    if not lo <= x <= hi:
+        raise ValueError(f"{name}: {x} is outside [{lo}, {hi}]")
+    return x
+
+
+def parent(value: object) -> bytes | Parent | None:
+    """The ``parent`` argument of validation: ``None`` (no parent), the parent's header
+    (``bytes`` or ``uint8[276]``, returned as 276 ``bytes``) or a ``(height, hash,
+    timestamp)`` tuple (returned as ``(int, bytes, int)``, u64 / 32 bytes / i64)."""
+    if value is None:
+        return None
+    if isinstance(value, np.ndarray):
+        return fixed_bytes(array(value, "parent", np.uint8, (HEADER_SIZE,)), "parent",
+                           HEADER_SIZE)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return fixed_bytes(value, "parent", HEADER_SIZE)
+    if isinstance(value, (tuple, list)):
+        if len(value) != 3:
+            raise ValueError(f"parent: expected (height, hash, timestamp), got {len(value)} items")
+        height, p_hash, ts = value
+        return (_int(height, "parent height", 0, U64_MAX),
+                fixed_bytes(p_hash, "parent hash", HASH_SIZE),
+                _int(ts, "parent timestamp", I64_MIN, I64_MAX))
+    raise TypeError("parent: expected None, a 276-byte header or a (height, hash, timestamp) "
+                    f"tuple, got {type(value).__name__}")
 
 
 def pack(lists: Sequence[Sequence[object]], dtype: type, name: str,

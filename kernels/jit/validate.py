@@ -16,7 +16,7 @@ from kernels import constants as C
 from kernels.config import JIT_OPTIONS, PARALLEL_OPTIONS
 from kernels.constants import Block, Parent
 from kernels.jit._replay import ReplayState
-from kernels.jit.header import hash_headers
+from kernels.jit.header import decode_headers, hash_headers
 from kernels.jit.merkle import merkle_roots
 from kernels.jit.reveal import _check_solutions_into, _reveal_hashes_into
 
@@ -146,20 +146,34 @@ def new_replay_state() -> ReplayState:
     return ReplayState()
 
 
+def _parent(parent: bytes | np.ndarray | Parent | None) -> tuple[bool, int, np.ndarray, int]:
+    """(has parent, height, header hash as ``uint8[1, 32]``, timestamp); a parent given as
+    its 276-byte header is decoded and hashed here, with this twin's kernels."""
+    p = checks.parent(parent)
+    if p is None:
+        return False, 0, np.zeros((1, C.HASH_SIZE), dtype=np.uint8), 0
+    if isinstance(p, bytes):
+        row = np.frombuffer(bytearray(p), dtype=np.uint8).reshape(1, C.HEADER_SIZE)
+        fields = decode_headers(row)
+        return (True, int(fields["height"][0]), hash_headers(row),
+                int(fields["timestamp"][0]))
+    height, p_hash, ts = p
+    return True, height, np.frombuffer(bytearray(p_hash), dtype=np.uint8).reshape(1, 32), ts
+
+
 def validate_blocks(headers: np.ndarray, ids: np.ndarray, id_offsets: np.ndarray,
                     numbers: np.ndarray, num_offsets: np.ndarray, targets: np.ndarray,
                     indices: np.ndarray, idx_offsets: np.ndarray, *, now: int,
-                    difficulty_target: bytes, parent: Parent | None = None,
+                    difficulty_target: bytes, parent: bytes | np.ndarray | Parent | None = None,
                     replay: ReplayState | None = None) -> np.ndarray:
-    """Rule bitmasks ``uint32[N]`` of consecutive blocks given as CSR arrays."""
+    """Rule bitmasks ``uint32[N]`` of consecutive blocks given as CSR arrays. ``parent`` is
+    the first block's parent: its 276-byte header (``bytes`` or ``uint8[276]``, decoded
+    and hashed here), its ``(height, hash, timestamp)`` (e.g. a corpus anchor) or None."""
     headers, ids, id_offsets, numbers, num_offsets, targets, indices, idx_offsets = \
         checks.blocks(headers, ids, id_offsets, numbers, num_offsets, targets, indices,
                       idx_offsets)
     target = checks.fixed_bytes(difficulty_target, "difficulty_target", C.HASH_SIZE)
-    has_parent = parent is not None
-    p_height, p_hash, p_ts = parent if parent is not None else (0, bytes(32), 0)
-    if len(p_hash) != C.HASH_SIZE:
-        raise ValueError(f"parent hash: expected 32 bytes, got {len(p_hash)}")
+    has_parent, p_height, p_hash, p_ts = _parent(parent)
     n = headers.shape[0]
     hashes = hash_headers(headers)
     roots = merkle_roots(ids, id_offsets)
@@ -176,22 +190,25 @@ def validate_blocks(headers: np.ndarray, ids: np.ndarray, id_offsets: np.ndarray
     out = np.empty(n, dtype=np.uint32)
     _statuses(headers, hashes, roots, problem, commit, ok, np.diff(id_offsets),
               np.int64(limit if has_limit else 0), has_limit,
-              np.frombuffer(target, dtype=np.uint8), has_parent, np.uint64(p_height),
-              np.frombuffer(bytes(p_hash), dtype=np.uint8).reshape(1, 32), np.int64(p_ts), out)
+              np.frombuffer(target, dtype=np.uint8), has_parent, np.uint64(p_height), p_hash,
+              np.int64(p_ts), out)
     state = new_replay_state() if replay is None else replay
     out[state.mark(_commit_keys(headers))] |= np.uint32(C.COMMITMENT_REPLAY)
     return out
 
 
 def validate_chain(blocks: Sequence[Block], now: int, difficulty_target: bytes,
-                   parent: Parent | None = None, seen: ReplayState | None = None) -> list[int]:
-    """Bitmasks of consecutive blocks; each block is the parent of the next."""
+                   parent: bytes | np.ndarray | Parent | None = None,
+                   seen: ReplayState | None = None) -> list[int]:
+    """Bitmasks of consecutive blocks; each block is the parent of the next, and the
+    first one's is ``parent`` (its header, its ``(height, hash, timestamp)`` or None)."""
     status = validate_blocks(*checks.pack_blocks(blocks), now=now,
                              difficulty_target=difficulty_target, parent=parent, replay=seen)
     return [int(s) for s in status]
 
 
 def validate_block(block: Block, now: int, difficulty_target: bytes,
-                   parent: Parent | None, seen: ReplayState) -> int:
-    """The rule bitmask of one block; ``seen`` holds earlier commitments and is updated."""
+                   parent: bytes | np.ndarray | Parent | None, seen: ReplayState) -> int:
+    """The rule bitmask of one block; ``seen`` holds earlier commitments and is updated.
+    ``parent`` is the parent's header, its ``(height, hash, timestamp)`` or None."""
     return validate_chain([block], now, difficulty_target, parent, seen)[0]

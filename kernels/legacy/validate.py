@@ -26,11 +26,22 @@ def _bad_float(x: float) -> bool:
     return math.isnan(x) or math.isinf(x)
 
 
+def _parent(parent: bytes | np.ndarray | Parent | None) -> Parent | None:
+    """The parent as ``(height, header hash, timestamp)``; a parent given as its 276-byte
+    header is decoded and hashed here."""
+    p = checks.parent(parent)
+    if isinstance(p, bytes):
+        h = decode_header(p)
+        return (h["height"], hash_header(p), h["timestamp"])  # type: ignore[return-value]
+    return p
+
+
 def validate_block(block: Block, now: int, difficulty_target: bytes,
-                   parent: Parent | None, seen: set[bytes]) -> int:
-    """The rule bitmask of one block; ``seen`` holds earlier commitments and is updated."""
+                   parent: bytes | np.ndarray | Parent | None, seen: set[bytes]) -> int:
+    """The rule bitmask of one block; ``seen`` holds earlier commitments and is updated.
+    ``parent`` is the parent's header, its ``(height, hash, timestamp)`` or None."""
     target = checks.fixed_bytes(difficulty_target, "difficulty_target", C.HASH_SIZE)
-    return _status(block, int(now), target, parent, seen)
+    return _status(block, int(now), target, _parent(parent), seen)
 
 
 def _status(block: Block, now: int, difficulty_target: bytes, parent: Parent | None,
@@ -87,9 +98,12 @@ def _status(block: Block, now: int, difficulty_target: bytes, parent: Parent | N
 
 
 def validate_chain(blocks: Sequence[Block], now: int, difficulty_target: bytes,
-                   parent: Parent | None = None, seen: set[bytes] | None = None) -> list[int]:
-    """Bitmasks of consecutive blocks; each block is the parent of the next."""
+                   parent: bytes | np.ndarray | Parent | None = None,
+                   seen: set[bytes] | None = None) -> list[int]:
+    """Bitmasks of consecutive blocks; each block is the parent of the next, and the
+    first one's is ``parent`` (its header, its ``(height, hash, timestamp)`` or None)."""
     target = checks.fixed_bytes(difficulty_target, "difficulty_target", C.HASH_SIZE)
+    parent = _parent(parent)
     seen = new_replay_state() if seen is None else seen
     out = []
     for block in blocks:
@@ -102,9 +116,11 @@ def validate_chain(blocks: Sequence[Block], now: int, difficulty_target: bytes,
 def validate_blocks(headers: np.ndarray, ids: np.ndarray, id_offsets: np.ndarray,
                     numbers: np.ndarray, num_offsets: np.ndarray, targets: np.ndarray,
                     indices: np.ndarray, idx_offsets: np.ndarray, *, now: int,
-                    difficulty_target: bytes, parent: Parent | None = None,
+                    difficulty_target: bytes, parent: bytes | np.ndarray | Parent | None = None,
                     replay: set[bytes] | None = None) -> np.ndarray:
-    """Batch form over CSR arrays: ``uint32[N]`` bitmasks."""
+    """Batch form over CSR arrays: ``uint32[N]`` bitmasks. ``parent`` is the first block's
+    parent: its 276-byte header (``bytes`` or ``uint8[276]``, decoded and hashed here),
+    its ``(height, hash, timestamp)`` (e.g. a corpus anchor) or None (no parent)."""
     headers, ids, id_offsets, numbers, num_offsets, targets, indices, idx_offsets = \
         checks.blocks(headers, ids, id_offsets, numbers, num_offsets, targets, indices,
                       idx_offsets)
