@@ -4,7 +4,7 @@ Inputs hashed together must have the same length, so they share one tree shape:
 a group of up to ``LANES`` rows runs chunk by chunk with the state held as
 ``[words, lanes]`` uint32 arrays, and the compression loop over lanes has a
 straight-line body that LLVM vectorizes. Inputs of different lengths are
-sorted by length and hashed run by run (:func:`hash_var`).
+grouped by length and hashed run by run (:func:`hash_var_into`).
 """
 from __future__ import annotations
 
@@ -133,9 +133,11 @@ def _set_iv(st, nl):
 
 @njit(**JIT_OPTIONS)
 def _load_block(words, starts, stride, nwords, i0, nl, first, st):
-    """Message rows of ``st`` <- words ``first..first+16`` of inputs ``i0..i0+nl``
-    (input i is ``words[s:s + nwords]`` with ``s = starts[i]``, or ``s = i * stride``
-    when ``stride >= 0``; -1 selects ``starts``); words past ``nwords`` are the zero padding of the last block."""
+    """Message rows of ``st`` <- words ``first..first+16`` of inputs ``i0..i0+nl``.
+
+    Input i is ``words[s:s + nwords]`` with ``s = i * stride`` when ``stride >= 0``, else
+    (``stride == -1``) ``s = starts[i]``; words past ``nwords`` are the zero padding of
+    the last block."""
     for w in range(16):
         base = (8 + w) * LANES
         if first + w < nwords and stride >= 0:

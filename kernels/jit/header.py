@@ -1,4 +1,5 @@
-"""Block headers in batches: BLAKE3 header hashes and a zero-copy field view."""
+"""Block headers in batches: BLAKE3 header hashes, and field columns read through a
+packed numpy record dtype with the exact bincode layout."""
 from __future__ import annotations
 
 from collections.abc import Mapping
