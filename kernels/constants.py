@@ -1,8 +1,11 @@
-"""Formats, rule bits and limits of SPEC.md v1: the only module both twins import."""
+"""Formats, rule bits and limits of SPEC.md v1, imported by both twins (as are the
+twin-neutral :mod:`kernels.config` and :mod:`kernels.checks`)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import NamedTuple
+
+import numpy as np
 
 HASH_SIZE = 32
 HEADER_SIZE = 276
@@ -113,6 +116,16 @@ def tier_of(n_numbers: int) -> str:
         if n_numbers <= limit:
             return name
     return "cluster"
+
+
+_TIER_BOUNDS = np.array([limit for limit, _name in TIER_LIMITS], dtype=np.int64)
+
+
+def tier_indices(counts: object) -> np.ndarray:
+    """Vectorized :func:`tier_of`: ``int64`` indices into :data:`TIER_NAMES` of reveals with
+    ``counts`` numbers each (any integer array-like, e.g. ``np.diff(num_offsets)``)."""
+    # the first limit >= count; counts above every limit get len(TIER_LIMITS) = cluster
+    return np.searchsorted(_TIER_BOUNDS, np.asarray(counts), side="left").astype(np.int64)
 
 
 def rule_names(mask: int) -> list[str]:

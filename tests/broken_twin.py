@@ -17,7 +17,7 @@ from blake3 import blake3
 import kernels.jit as _jit
 from kernels import constants as C
 from kernels.jit import (  # noqa: F401  (the rest of the twin interface)
-    decode_header, new_replay_state)
+    commitments, decode_header, new_replay_state)
 
 
 def _flavours() -> set[str]:

@@ -1,6 +1,8 @@
 """Both twins expose exactly the same public names, with the same required parameters."""
+import ast
 import importlib
 import inspect
+import pathlib
 
 import pytest
 
@@ -45,10 +47,34 @@ def test_packages_export_the_same_names():
         assert hasattr(kernels.legacy, name) and hasattr(kernels.jit, name)
 
 
-def test_twins_share_only_constants():
-    """Nothing but kernels.constants / kernels.config is imported across twins."""
-    import pathlib
-    root = pathlib.Path(__file__).resolve().parent.parent / "kernels"
-    for twin, other in (("legacy", "jit"), ("jit", "legacy")):
-        for path in (root / twin).glob("*.py"):
-            assert f"kernels.{other}" not in path.read_text(), path
+SHARED = {"kernels", "kernels.constants", "kernels.config", "kernels.checks"}
+ROOT = pathlib.Path(__file__).resolve().parent.parent / "kernels"
+
+
+def _kernel_imports(path: pathlib.Path) -> set[str]:
+    """Every ``kernels...`` module that ``path`` imports (``from kernels import x`` gives
+    ``kernels.x``)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] == "kernels"}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "kernels":
+            if node.module == "kernels":
+                found |= {f"kernels.{a.name}" for a in node.names}
+            else:
+                found.add(node.module)
+    return found
+
+
+def test_twins_share_only_constants_config_and_checks():
+    """A twin imports only itself and the twin-neutral kernels.constants / kernels.config /
+    kernels.checks, and those never import a twin."""
+    for twin in ("legacy", "jit"):
+        for path in (ROOT / twin).glob("*.py"):
+            foreign = {m for m in _kernel_imports(path)
+                       if m not in SHARED and not m.startswith(f"kernels.{twin}")}
+            assert not foreign, (path, foreign)
+    for name in ("constants", "config", "checks"):
+        imported = _kernel_imports(ROOT / f"{name}.py")
+        assert imported <= SHARED, (name, imported)
+    assert "numba" not in (ROOT / "checks.py").read_text()  # the legacy twin needs no numba

@@ -4,7 +4,7 @@ Inputs hashed together must have the same length, so they share one tree shape:
 a group of up to ``LANES`` rows runs chunk by chunk with the state held as
 ``[words, lanes]`` uint32 arrays, and the compression loop over lanes has a
 straight-line body that LLVM vectorizes. Inputs of different lengths are
-sorted by length and hashed run by run (:func:`hash_var`).
+grouped by length and hashed run by run (:func:`hash_var_into`).
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import sys
 import numpy as np
 from numba import njit, prange
 
+from kernels import checks
 from kernels.config import INLINE_OPTIONS, JIT_OPTIONS, LANES, PARALLEL_OPTIONS
 
 IV0 = np.uint32(0x6A09E667)
@@ -132,9 +133,11 @@ def _set_iv(st, nl):
 
 @njit(**JIT_OPTIONS)
 def _load_block(words, starts, stride, nwords, i0, nl, first, st):
-    """Message rows of ``st`` <- words ``first..first+16`` of inputs ``i0..i0+nl``
-    (input i is ``words[s:s + nwords]`` with ``s = starts[i]``, or ``s = i * stride``
-    when ``stride >= 0``; -1 selects ``starts``); words past ``nwords`` are the zero padding of the last block."""
+    """Message rows of ``st`` <- words ``first..first+16`` of inputs ``i0..i0+nl``.
+
+    Input i is ``words[s:s + nwords]`` with ``s = i * stride`` when ``stride >= 0``, else
+    (``stride == -1``) ``s = starts[i]``; words past ``nwords`` are the zero padding of
+    the last block."""
     for w in range(16):
         base = (8 + w) * LANES
         if first + w < nwords and stride >= 0:
@@ -360,18 +363,11 @@ def hash_var_into(words, starts, lengths, out, parallel):
             _var_task(words, sorted_starts, lengths, order, tasks, t, out_words)
 
 
-def _check_u8(arr: np.ndarray, ndim: int, name: str) -> None:
-    if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8:
-        raise TypeError(f"{name}: expected a numpy uint8 array")
-    if arr.ndim != ndim:
-        raise ValueError(f"{name}: expected {ndim} dimensions, got {arr.ndim}")
-
-
 def hash_rows(data: np.ndarray, parallel: bool = True) -> np.ndarray:
     """BLAKE3 of each row of ``uint8[R, n]`` -> ``uint8[R, 32]``."""
-    _check_u8(data, 2, "data")
+    data = checks.array(data, "data", np.uint8, ("R", "n"))
     out = np.empty((data.shape[0], 32), dtype=np.uint8)
-    hash_rows_into(np.ascontiguousarray(data), out, parallel)
+    hash_rows_into(data, out, parallel)
     return out
 
 

@@ -1,14 +1,15 @@
-"""Block headers in batches: BLAKE3 header hashes and a zero-copy field view."""
+"""Block headers in batches: BLAKE3 header hashes, and field columns read through a
+packed numpy record dtype with the exact bincode layout."""
 from __future__ import annotations
 
 from collections.abc import Mapping
 
 import numpy as np
-
-from kernels.constants import HASH_SIZE, HEADER_FIELDS, HEADER_SIZE
 from numba import njit
 
+from kernels import checks
 from kernels.config import JIT_OPTIONS
+from kernels.constants import HASH_SIZE, HEADER_FIELDS, HEADER_SIZE
 from kernels.jit._blake3 import _hash_serial, hash_rows_into
 from kernels.jit._selftest import ensure_ready, is_ready
 
@@ -25,17 +26,9 @@ HEADER_DTYPE = np.dtype({
 })
 
 
-def _check_headers(headers: np.ndarray) -> np.ndarray:
-    if not isinstance(headers, np.ndarray) or headers.dtype != np.uint8:
-        raise TypeError("headers: expected a numpy uint8 array")
-    if headers.ndim != 2 or headers.shape[1] != HEADER_SIZE:
-        raise ValueError(f"headers: expected shape [N, {HEADER_SIZE}], got {list(headers.shape)}")
-    return np.ascontiguousarray(headers)
-
-
 def hash_headers(headers: np.ndarray, parallel: bool = True) -> np.ndarray:
     """``uint8[N, 276]`` -> header hashes ``uint8[N, 32]``, 16 headers per SIMD step."""
-    headers = _check_headers(headers)
+    headers = checks.headers(headers)
     ensure_ready()
     out = np.empty((headers.shape[0], HASH_SIZE), dtype=np.uint8)
     hash_rows_into(headers, out, parallel)
@@ -57,16 +50,15 @@ def _hash_one(header):
 
 def hash_header(header: bytes) -> bytes:
     """The hash of one 276-byte header (one lane, one thread)."""
-    if len(header) != HEADER_SIZE:
-        raise ValueError(f"header: expected {HEADER_SIZE} bytes, got {len(header)}")
+    header = checks.fixed_bytes(header, "header", HEADER_SIZE)
     if not is_ready():
         ensure_ready()
-    return _hash_one(header if type(header) is bytes else bytes(header)).tobytes()
+    return _hash_one(header).tobytes()
 
 
 def decode_headers(headers: np.ndarray) -> dict[str, np.ndarray]:
     """``uint8[N, 276]`` -> columns ``{field: array[N] or uint8[N, 32]}`` (bits preserved)."""
-    records = _check_headers(headers).reshape(-1).view(HEADER_DTYPE)
+    records = checks.headers(headers).reshape(-1).view(HEADER_DTYPE)
     return {name: np.array(records[name]) for name in HEADER_DTYPE.names}
 
 
@@ -84,9 +76,8 @@ def encode_headers(fields: Mapping[str, np.ndarray]) -> np.ndarray:
 
 def decode_header(header: bytes) -> dict[str, object]:
     """Fields of one 276-byte header as Python values (floats keep their bits)."""
-    if len(header) != HEADER_SIZE:
-        raise ValueError(f"header: expected {HEADER_SIZE} bytes, got {len(header)}")
-    record = np.frombuffer(bytes(header), dtype=HEADER_DTYPE)[0]
+    header = checks.fixed_bytes(header, "header", HEADER_SIZE)
+    record = np.frombuffer(header, dtype=HEADER_DTYPE)[0]
     return {name: (record[name].tobytes() if record[name].ndim else record[name].item())
             for name in HEADER_DTYPE.names}
 

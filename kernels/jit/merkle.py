@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 from numba import njit, prange
 
+from kernels import checks
 from kernels.config import JIT_OPTIONS, PARALLEL_OPTIONS
 from kernels.constants import HASH_SIZE
 from kernels.jit._blake3 import hash_rows_into, hash_words_into
@@ -88,32 +89,18 @@ def _take_roots(level, start, count, out):
     return active
 
 
-def _check_csr(ids: np.ndarray, offsets: np.ndarray) -> None:
-    if not isinstance(ids, np.ndarray) or ids.dtype != np.uint8:
-        raise TypeError("ids: expected a numpy uint8 array")
-    if ids.ndim != 2 or ids.shape[1] != HASH_SIZE:
-        raise ValueError(f"ids: expected shape [T, 32], got {list(ids.shape)}")
-    if not isinstance(offsets, np.ndarray) or offsets.dtype != np.int64 or offsets.ndim != 1:
-        raise TypeError("offsets: expected a 1-d numpy int64 array")
-    if offsets.shape[0] < 1 or offsets[0] != 0 or offsets[-1] != ids.shape[0] \
-            or bool(np.any(offsets[1:] < offsets[:-1])):
-        raise ValueError("offsets: must start at 0, never decrease and end at len(ids)")
-
-
 def merkle_roots(ids: np.ndarray, offsets: np.ndarray, parallel: bool = True) -> np.ndarray:
     """CSR ids ``uint8[T, 32]`` with ``offsets[N+1]`` -> roots ``uint8[N, 32]``."""
-    _check_csr(ids, offsets)
+    ids, offsets = checks.ids(ids, offsets)
     ensure_ready()
     out = np.empty((offsets.shape[0] - 1, HASH_SIZE), dtype=np.uint8)
-    _merkle_roots(np.ascontiguousarray(ids), offsets, out, parallel)
+    _merkle_roots(ids, offsets, out, parallel)
     return out
 
 
 def _as_ids(txids: Sequence[bytes]) -> np.ndarray:
-    for i, t in enumerate(txids):
-        if len(t) != HASH_SIZE:
-            raise ValueError(f"txids[{i}]: expected {HASH_SIZE} bytes, got {len(t)}")
-    return np.frombuffer(b"".join(bytes(t) for t in txids), dtype=np.uint8).reshape(-1, HASH_SIZE)
+    raw = b"".join(checks.fixed_items(txids, "txids", HASH_SIZE))
+    return np.frombuffer(bytearray(raw), dtype=np.uint8).reshape(-1, HASH_SIZE)
 
 
 def merkle_root(txids: Sequence[bytes]) -> bytes:

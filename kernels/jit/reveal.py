@@ -7,13 +7,14 @@ from collections.abc import Sequence
 import numpy as np
 from numba import njit, prange
 
+from kernels import checks
 from kernels.config import JIT_OPTIONS, PARALLEL_OPTIONS
-from kernels.constants import HASH_SIZE, MAX_REVEAL_ITEMS, MIN_NUMBERS
+from kernels.constants import HASH_SIZE, MAX_REVEAL_ITEMS, MIN_NUMBERS, OFF_PREV_HASH
 from kernels.jit._blake3 import hash_rows_into, hash_var_into
 from kernels.jit._selftest import ensure_ready
 
-__all__ = ["check_solutions", "commitment", "problem_bytes", "problem_hash", "reveal_hashes",
-           "solution_bytes", "solution_hash", "solution_ok"]
+__all__ = ["check_solutions", "commitment", "commitments", "problem_bytes", "problem_hash",
+           "reveal_hashes", "solution_bytes", "solution_hash", "solution_ok"]
 
 I64_MAX = np.int64(np.iinfo(np.int64).max)
 I64_MIN = np.int64(np.iinfo(np.int64).min)
@@ -118,104 +119,101 @@ def _check_solutions_into(numbers, num_offsets, targets, indices, idx_offsets, o
                               indices, idx_offsets[b], idx_offsets[b + 1])
 
 
-def _check(arr: np.ndarray, dtype: type, ndim: int, name: str) -> None:
-    if not isinstance(arr, np.ndarray) or arr.dtype != dtype:
-        raise TypeError(f"{name}: expected a numpy {np.dtype(dtype).name} array")
-    if arr.ndim != ndim:
-        raise ValueError(f"{name}: expected {ndim} dimensions, got {arr.ndim}")
-
-
-def _check_offsets(offsets: np.ndarray, length: int, name: str) -> None:
-    _check(offsets, np.int64, 1, name)
-    if offsets.shape[0] < 1 or offsets[0] != 0 or offsets[-1] != length \
-            or bool(np.any(offsets[1:] < offsets[:-1])):
-        raise ValueError(f"{name}: must start at 0, never decrease and end at the item count")
-
-
-def _check_reveals(numbers, num_offsets, targets, indices, idx_offsets) -> None:
-    _check(numbers, np.int64, 1, "numbers")
-    _check(targets, np.int64, 1, "targets")
-    _check(indices, np.uint64, 1, "indices")
-    _check_offsets(num_offsets, numbers.shape[0], "num_offsets")
-    _check_offsets(idx_offsets, indices.shape[0], "idx_offsets")
-    n = targets.shape[0]
-    if num_offsets.shape[0] != n + 1 or idx_offsets.shape[0] != n + 1:
-        raise ValueError("num_offsets, idx_offsets and targets must describe the same blocks")
-
-
 def reveal_hashes(numbers: np.ndarray, num_offsets: np.ndarray, targets: np.ndarray,
                   indices: np.ndarray, idx_offsets: np.ndarray, salts: np.ndarray,
                   parallel: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(problem hashes, solution hashes, commitments), each ``uint8[N, 32]``."""
-    _check_reveals(numbers, num_offsets, targets, indices, idx_offsets)
-    _check(salts, np.uint8, 2, "salts")
+    numbers, num_offsets, targets, indices, idx_offsets = checks.reveals(
+        numbers, num_offsets, targets, indices, idx_offsets)
     n = targets.shape[0]
-    if salts.shape != (n, HASH_SIZE):
-        raise ValueError(f"salts: expected shape [{n}, 32], got {list(salts.shape)}")
+    salts = checks.array(salts, "salts", np.uint8, (n, HASH_SIZE))
     ensure_ready()
     out = np.empty((3, n, HASH_SIZE), dtype=np.uint8)
-    _reveal_hashes_into(numbers, num_offsets, targets, indices, idx_offsets,
-                       np.ascontiguousarray(salts), out[0], out[1], out[2], parallel)
+    _reveal_hashes_into(numbers, num_offsets, targets, indices, idx_offsets, salts, out[0],
+                        out[1], out[2], parallel)
     return out[0], out[1], out[2]
+
+
+def commitments(headers: np.ndarray, numbers: np.ndarray, num_offsets: np.ndarray,
+                targets: np.ndarray, indices: np.ndarray, idx_offsets: np.ndarray,
+                parallel: bool = True) -> np.ndarray:
+    """Each block's expected ``commitment_hash`` (SPEC section 3, any reveal length) with
+    its header's ``prev_hash`` as epoch salt: ``uint8[N, 32]``."""
+    headers = checks.headers(headers)
+    n = headers.shape[0]
+    numbers, num_offsets, targets, indices, idx_offsets = checks.reveals(
+        numbers, num_offsets, targets, indices, idx_offsets, blocks=n)
+    ensure_ready()
+    salts = np.ascontiguousarray(headers[:, OFF_PREV_HASH:OFF_PREV_HASH + HASH_SIZE])
+    problem = np.empty((n, HASH_SIZE), dtype=np.uint8)
+    solution = np.empty((n, HASH_SIZE), dtype=np.uint8)
+    commit = np.empty((n, HASH_SIZE), dtype=np.uint8)
+    _reveal_hashes_into(numbers, num_offsets, targets, indices, idx_offsets, salts, problem,
+                        solution, commit, parallel)
+    return commit
 
 
 def check_solutions(numbers: np.ndarray, num_offsets: np.ndarray, targets: np.ndarray,
                     indices: np.ndarray, idx_offsets: np.ndarray) -> np.ndarray:
     """``bool[N]``: is each block's reveal a correct subset-sum solution."""
-    _check_reveals(numbers, num_offsets, targets, indices, idx_offsets)
+    numbers, num_offsets, targets, indices, idx_offsets = checks.reveals(
+        numbers, num_offsets, targets, indices, idx_offsets)
     out = np.empty(targets.shape[0], dtype=np.bool_)
     _check_solutions_into(numbers, num_offsets, targets, indices, idx_offsets, out)
     return out
 
 
-def _one(values: Sequence[int], dtype: type) -> tuple[np.ndarray, np.ndarray]:
-    arr = np.array(list(values), dtype=dtype) if len(values) else np.zeros(0, dtype=dtype)
-    return arr, np.array([0, arr.shape[0]], dtype=np.int64)
+def _one(values: Sequence[int], dtype: type, name: str) -> tuple[np.ndarray, np.ndarray]:
+    return checks.pack([values], dtype, name)
 
 
 def problem_bytes(numbers: Sequence[int], target: int) -> bytes:
-    nums, offs = _one(numbers, np.int64)
+    """bincode of ``SubsetSum { numbers, target }``: u32 0, u64 len, i64 each, i64 target."""
+    nums, offs = _one(numbers, np.int64, "numbers")
     words, _, _ = _encode(nums, offs, np.array([target], dtype=np.int64), True)
     return words.tobytes()
 
 
 def solution_bytes(indices: Sequence[int]) -> bytes:
-    idxs, offs = _one(indices, np.uint64)
+    """bincode of the solution: u32 0, u64 len, u64 each index."""
+    idxs, offs = _one(indices, np.uint64, "indices")
     words, _, _ = _encode(idxs, offs, np.zeros(1, dtype=np.int64), False)
     return words.tobytes()
 
 
 def _single(numbers: Sequence[int], target: int, indices: Sequence[int],
             salt: bytes = bytes(HASH_SIZE)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    nums, noffs = _one(numbers, np.int64)
-    idxs, ioffs = _one(indices, np.uint64)
+    nums, noffs = _one(numbers, np.int64, "numbers")
+    idxs, ioffs = _one(indices, np.uint64, "indices")
     salts = np.frombuffer(bytes(salt), dtype=np.uint8).reshape(1, HASH_SIZE)
     return reveal_hashes(nums, noffs, np.array([target], dtype=np.int64), idxs, ioffs, salts,
                          parallel=False)
 
 
 def problem_hash(numbers: Sequence[int], target: int) -> bytes:
+    """``H(problem bytes)``."""
     return _single(numbers, target, [])[0][0].tobytes()
 
 
 def solution_hash(indices: Sequence[int]) -> bytes:
+    """``H(solution bytes)``."""
     return _single([], 0, indices)[1][0].tobytes()
 
 
 def commitment(p_hash: bytes, epoch_salt: bytes, s_hash: bytes) -> bytes:
-    """``H(problem_hash || epoch_salt || solution_hash)``."""
-    for name, value in (("problem_hash", p_hash), ("epoch_salt", epoch_salt),
-                        ("solution_hash", s_hash)):
-        if len(value) != HASH_SIZE:
-            raise ValueError(f"{name}: expected {HASH_SIZE} bytes, got {len(value)}")
+    """``H(problem_hash || epoch_salt || solution_hash)``, a 96-byte input."""
+    p_hash = checks.fixed_bytes(p_hash, "problem_hash", HASH_SIZE)
+    epoch_salt = checks.fixed_bytes(epoch_salt, "epoch_salt", HASH_SIZE)
+    s_hash = checks.fixed_bytes(s_hash, "solution_hash", HASH_SIZE)
     ensure_ready()
-    row = np.frombuffer(bytes(p_hash) + bytes(epoch_salt) + bytes(s_hash), dtype=np.uint8)
+    row = np.frombuffer(bytearray(p_hash + epoch_salt + s_hash), dtype=np.uint8)
     out = np.empty((1, HASH_SIZE), dtype=np.uint8)
-    hash_rows_into(row.reshape(1, 96).copy(), out, False)
+    hash_rows_into(row.reshape(1, 96), out, False)
     return out[0].tobytes()
 
 
 def solution_ok(numbers: Sequence[int], target: int, indices: Sequence[int]) -> bool:
-    nums, noffs = _one(numbers, np.int64)
-    idxs, ioffs = _one(indices, np.uint64)
+    """True when the indices select distinct numbers summing to target without i64 overflow."""
+    nums, noffs = _one(numbers, np.int64, "numbers")
+    idxs, ioffs = _one(indices, np.uint64, "indices")
     return bool(check_solutions(nums, noffs, np.array([target], dtype=np.int64), idxs, ioffs)[0])

@@ -11,13 +11,14 @@ from collections.abc import Sequence
 import numpy as np
 from numba import njit, prange
 
+from kernels import checks
 from kernels import constants as C
 from kernels.config import JIT_OPTIONS, PARALLEL_OPTIONS
 from kernels.constants import Block, Parent
 from kernels.jit._replay import ReplayState
-from kernels.jit.header import hash_headers
+from kernels.jit.header import decode_headers, hash_headers
 from kernels.jit.merkle import merkle_roots
-from kernels.jit.reveal import _check_reveals, _check_solutions_into, _reveal_hashes_into
+from kernels.jit.reveal import _check_solutions_into, _reveal_hashes_into
 
 __all__ = ["Block", "Parent", "new_replay_state", "validate_block", "validate_blocks",
            "validate_chain"]
@@ -145,33 +146,37 @@ def new_replay_state() -> ReplayState:
     return ReplayState()
 
 
-def _check(arr: np.ndarray, dtype: type, ndim: int, name: str) -> None:
-    if not isinstance(arr, np.ndarray) or arr.dtype != dtype:
-        raise TypeError(f"{name}: expected a numpy {np.dtype(dtype).name} array")
-    if arr.ndim != ndim:
-        raise ValueError(f"{name}: expected {ndim} dimensions, got {arr.ndim}")
+def _parent(parent: bytes | np.ndarray | Parent | None) -> tuple[bool, int, np.ndarray, int]:
+    """(has parent, height, header hash as ``uint8[1, 32]``, timestamp); a parent given as
+    its 276-byte header is decoded and hashed here, with this twin's kernels."""
+    p = checks.parent(parent)
+    if p is None:
+        return False, 0, np.zeros((1, C.HASH_SIZE), dtype=np.uint8), 0
+    if isinstance(p, bytes):
+        row = np.frombuffer(bytearray(p), dtype=np.uint8).reshape(1, C.HEADER_SIZE)
+        fields = decode_headers(row)
+        return (True, int(fields["height"][0]), hash_headers(row),
+                int(fields["timestamp"][0]))
+    height, p_hash, ts = p
+    return True, height, np.frombuffer(bytearray(p_hash), dtype=np.uint8).reshape(1, 32), ts
 
 
 def validate_blocks(headers: np.ndarray, ids: np.ndarray, id_offsets: np.ndarray,
                     numbers: np.ndarray, num_offsets: np.ndarray, targets: np.ndarray,
                     indices: np.ndarray, idx_offsets: np.ndarray, *, now: int,
-                    difficulty_target: bytes, parent: Parent | None = None,
+                    difficulty_target: bytes, parent: bytes | np.ndarray | Parent | None = None,
                     replay: ReplayState | None = None) -> np.ndarray:
-    """Rule bitmasks ``uint32[N]`` of consecutive blocks given as CSR arrays."""
-    _check(headers, np.uint8, 2, "headers")
-    if headers.shape[1] != C.HEADER_SIZE:
-        raise ValueError(f"headers: expected shape [N, 276], got {list(headers.shape)}")
-    if len(difficulty_target) != C.HASH_SIZE:
-        raise ValueError(f"difficulty_target: expected 32 bytes, got {len(difficulty_target)}")
+    """Rule bitmasks ``uint32[N]`` of consecutive blocks given as CSR arrays. ``parent`` is
+    the first block's parent: its 276-byte header (``bytes`` or ``uint8[276]``, decoded
+    and hashed here), its ``(height, hash, timestamp)`` (e.g. a corpus anchor) or None."""
+    headers, ids, id_offsets, numbers, num_offsets, targets, indices, idx_offsets = \
+        checks.blocks(headers, ids, id_offsets, numbers, num_offsets, targets, indices,
+                      idx_offsets)
+    target = checks.fixed_bytes(difficulty_target, "difficulty_target", C.HASH_SIZE)
+    has_parent, p_height, p_hash, p_ts = _parent(parent)
     n = headers.shape[0]
-    headers = np.ascontiguousarray(headers)
     hashes = hash_headers(headers)
     roots = merkle_roots(ids, id_offsets)
-    if id_offsets.shape[0] != n + 1:
-        raise ValueError("id_offsets: expected one more entry than headers")
-    _check_reveals(numbers, num_offsets, targets, indices, idx_offsets)
-    if targets.shape[0] != n:
-        raise ValueError("targets: expected one entry per header")
     salts = np.ascontiguousarray(headers[:, C.OFF_PREV_HASH:C.OFF_PREV_HASH + C.HASH_SIZE])
     problem = np.empty((n, 32), dtype=np.uint8)
     solution = np.empty((n, 32), dtype=np.uint8)
@@ -182,48 +187,28 @@ def validate_blocks(headers: np.ndarray, ids: np.ndarray, id_offsets: np.ndarray
     _check_solutions_into(numbers, num_offsets, targets, indices, idx_offsets, ok)
     limit = int(now) + C.FUTURE_DRIFT_SECONDS  # exact; beyond i64 no timestamp can exceed it
     has_limit = limit <= C.I64_MAX
-    p_height, p_hash, p_ts = parent if parent is not None else (0, bytes(32), 0)
-    if len(p_hash) != C.HASH_SIZE:
-        raise ValueError(f"parent hash: expected 32 bytes, got {len(p_hash)}")
     out = np.empty(n, dtype=np.uint32)
     _statuses(headers, hashes, roots, problem, commit, ok, np.diff(id_offsets),
               np.int64(limit if has_limit else 0), has_limit,
-              np.frombuffer(bytes(difficulty_target), dtype=np.uint8), parent is not None,
-              np.uint64(p_height), np.frombuffer(bytes(p_hash), dtype=np.uint8).reshape(1, 32),
+              np.frombuffer(target, dtype=np.uint8), has_parent, np.uint64(p_height), p_hash,
               np.int64(p_ts), out)
     state = new_replay_state() if replay is None else replay
     out[state.mark(_commit_keys(headers))] |= np.uint32(C.COMMITMENT_REPLAY)
     return out
 
 
-def _as_arrays(blocks: Sequence[Block]) -> tuple[np.ndarray, ...]:
-    def csr(lists: list, dtype: type, width: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        offsets = np.zeros(len(lists) + 1, dtype=np.int64)
-        offsets[1:] = np.cumsum([len(x) for x in lists])
-        if width:
-            flat = np.frombuffer(b"".join(bytes(t) for x in lists for t in x), dtype=np.uint8)
-            return flat.reshape(-1, width), offsets
-        return np.array([v for x in lists for v in x], dtype=dtype).reshape(-1), offsets
-    headers = np.frombuffer(b"".join(bytes(b.header) for b in blocks), dtype=np.uint8)
-    ids, id_off = csr([b.txids for b in blocks], np.uint8, C.HASH_SIZE)
-    nums, num_off = csr([b.numbers for b in blocks], np.int64)
-    idxs, idx_off = csr([b.indices for b in blocks], np.uint64)
-    targets = np.array([b.target for b in blocks], dtype=np.int64)
-    return (headers.reshape(-1, C.HEADER_SIZE), ids, id_off, nums, num_off, targets, idxs,
-            idx_off)
-
-
 def validate_chain(blocks: Sequence[Block], now: int, difficulty_target: bytes,
-                   parent: Parent | None = None, seen: ReplayState | None = None) -> list[int]:
-    """Bitmasks of consecutive blocks; each block is the parent of the next."""
-    if not blocks:
-        return []
-    status = validate_blocks(*_as_arrays(blocks), now=now, difficulty_target=difficulty_target,
-                             parent=parent, replay=seen)
+                   parent: bytes | np.ndarray | Parent | None = None,
+                   seen: ReplayState | None = None) -> list[int]:
+    """Bitmasks of consecutive blocks; each block is the parent of the next, and the
+    first one's is ``parent`` (its header, its ``(height, hash, timestamp)`` or None)."""
+    status = validate_blocks(*checks.pack_blocks(blocks), now=now,
+                             difficulty_target=difficulty_target, parent=parent, replay=seen)
     return [int(s) for s in status]
 
 
 def validate_block(block: Block, now: int, difficulty_target: bytes,
-                   parent: Parent | None, seen: ReplayState) -> int:
-    """The rule bitmask of one block; ``seen`` holds earlier commitments and is updated."""
+                   parent: bytes | np.ndarray | Parent | None, seen: ReplayState) -> int:
+    """The rule bitmask of one block; ``seen`` holds earlier commitments and is updated.
+    ``parent`` is the parent's header, its ``(height, hash, timestamp)`` or None."""
     return validate_chain([block], now, difficulty_target, parent, seen)[0]

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 from blake3 import blake3
 
+from kernels import checks
 from kernels.constants import HASH_SIZE, HEADER_FIELDS, HEADER_SIZE
 
 __all__ = ["decode_header", "decode_headers", "encode_header", "encode_headers", "hash_header",
@@ -33,8 +34,7 @@ def encode_header(fields: Mapping[str, object]) -> bytes:
 
 def decode_header(header: bytes) -> dict[str, object]:
     """Fields of a 276-byte header; floats keep their exact bits (NaN payloads too)."""
-    if len(header) != HEADER_SIZE:
-        raise ValueError(f"header: expected {HEADER_SIZE} bytes, got {len(header)}")
+    header = checks.fixed_bytes(header, "header", HEADER_SIZE)
     fields: dict[str, object] = {}
     for name, offset, size, kind in HEADER_FIELDS:
         raw = header[offset:offset + size]
@@ -44,21 +44,12 @@ def decode_header(header: bytes) -> dict[str, object]:
 
 def hash_header(header: bytes) -> bytes:
     """Header hash = BLAKE3 of the 276 header bytes (the block id)."""
-    if len(header) != HEADER_SIZE:
-        raise ValueError(f"header: expected {HEADER_SIZE} bytes, got {len(header)}")
-    return blake3(bytes(header)).digest()
-
-
-def _check_headers(headers: np.ndarray) -> None:
-    if not isinstance(headers, np.ndarray) or headers.dtype != np.uint8:
-        raise TypeError("headers: expected a numpy uint8 array")
-    if headers.ndim != 2 or headers.shape[1] != HEADER_SIZE:
-        raise ValueError(f"headers: expected shape [N, {HEADER_SIZE}], got {list(headers.shape)}")
+    return blake3(checks.fixed_bytes(header, "header", HEADER_SIZE)).digest()
 
 
 def hash_headers(headers: np.ndarray) -> np.ndarray:
     """Batch form: ``uint8[N, 276]`` -> ``uint8[N, 32]``, one header at a time."""
-    _check_headers(headers)
+    headers = checks.headers(headers)
     out = np.zeros((headers.shape[0], HASH_SIZE), dtype=np.uint8)
     for i in range(headers.shape[0]):
         out[i] = np.frombuffer(hash_header(headers[i].tobytes()), dtype=np.uint8)
@@ -80,7 +71,7 @@ def encode_headers(fields: Mapping[str, np.ndarray]) -> np.ndarray:
 
 def decode_headers(headers: np.ndarray) -> dict[str, np.ndarray]:
     """Batch form: ``uint8[N, 276]`` -> columns ``{field: array[N] or uint8[N, 32]}``."""
-    _check_headers(headers)
+    headers = checks.headers(headers)
     n = headers.shape[0]
     cols: dict[str, np.ndarray] = {}
     for name, _offset, size, kind in HEADER_FIELDS:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 import numpy as np
 from blake3 import blake3
 
+from kernels import checks
 from kernels.constants import HASH_SIZE
 
 __all__ = ["merkle_root", "merkle_roots", "merkle_tree"]
@@ -20,12 +21,10 @@ def merkle_tree(txids: Sequence[bytes]) -> list[list[bytes]]:
 
     An empty list has no levels (its root is 32 zero bytes).
     """
-    for i, t in enumerate(txids):
-        if len(t) != HASH_SIZE:
-            raise ValueError(f"txids[{i}]: expected {HASH_SIZE} bytes, got {len(t)}")
+    txids = checks.fixed_items(txids, "txids", HASH_SIZE)
     if not txids:
         return []
-    level = [_h(bytes(t)) for t in txids]  # every id is hashed once more
+    level = [_h(t) for t in txids]  # every id is hashed once more
     levels = [level]
     while len(level) > 1:
         nxt = [_h(level[i] + level[i + 1]) for i in range(0, len(level) - 1, 2)]
@@ -44,22 +43,10 @@ def merkle_root(txids: Sequence[bytes]) -> bytes:
 
 def merkle_roots(ids: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """Batch form: CSR ids ``uint8[T, 32]`` with ``offsets[N+1]`` -> roots ``uint8[N, 32]``."""
-    _check_csr(ids, offsets)
-    n = offsets.shape[0] - 1
-    out = np.zeros((n, HASH_SIZE), dtype=np.uint8)
-    for b in range(n):
-        txids = [ids[i].tobytes() for i in range(int(offsets[b]), int(offsets[b + 1]))]
+    ids, offsets = checks.ids(ids, offsets)
+    blocks = checks.unpack(ids, offsets)  # each block's ids as a list of bytes
+    out = np.zeros((len(blocks), HASH_SIZE), dtype=np.uint8)
+    for b, txids in enumerate(blocks):
         out[b] = np.frombuffer(merkle_root(txids), dtype=np.uint8)
     return out
 
-
-def _check_csr(ids: np.ndarray, offsets: np.ndarray) -> None:
-    if not isinstance(ids, np.ndarray) or ids.dtype != np.uint8:
-        raise TypeError("ids: expected a numpy uint8 array")
-    if ids.ndim != 2 or ids.shape[1] != HASH_SIZE:
-        raise ValueError(f"ids: expected shape [T, 32], got {list(ids.shape)}")
-    if not isinstance(offsets, np.ndarray) or offsets.dtype != np.int64 or offsets.ndim != 1:
-        raise TypeError("offsets: expected a 1-d numpy int64 array")
-    if offsets.shape[0] < 1 or offsets[0] != 0 or offsets[-1] != ids.shape[0] \
-            or bool(np.any(np.diff(offsets) < 0)):
-        raise ValueError("offsets: must start at 0, never decrease and end at len(ids)")

@@ -7,11 +7,13 @@ from collections.abc import Sequence
 import numpy as np
 from blake3 import blake3
 
+from kernels import checks
 from kernels.constants import (
     HASH_SIZE, I64_MAX, I64_MIN, MAX_REVEAL_ITEMS, MIN_NUMBERS, SUBSET_SUM_VARIANT)
+from kernels.legacy.header import decode_header
 
-__all__ = ["check_solutions", "commitment", "problem_bytes", "problem_hash", "reveal_hashes",
-           "solution_bytes", "solution_hash", "solution_ok"]
+__all__ = ["check_solutions", "commitment", "commitments", "problem_bytes", "problem_hash",
+           "reveal_hashes", "solution_bytes", "solution_hash", "solution_ok"]
 
 
 def problem_bytes(numbers: Sequence[int], target: int) -> bytes:
@@ -28,20 +30,21 @@ def solution_bytes(indices: Sequence[int]) -> bytes:
 
 
 def problem_hash(numbers: Sequence[int], target: int) -> bytes:
+    """``H(problem bytes)``."""
     return blake3(problem_bytes(numbers, target)).digest()
 
 
 def solution_hash(indices: Sequence[int]) -> bytes:
+    """``H(solution bytes)``."""
     return blake3(solution_bytes(indices)).digest()
 
 
 def commitment(p_hash: bytes, epoch_salt: bytes, s_hash: bytes) -> bytes:
     """``H(problem_hash || epoch_salt || solution_hash)``, a 96-byte input."""
-    for name, value in (("problem_hash", p_hash), ("epoch_salt", epoch_salt),
-                        ("solution_hash", s_hash)):
-        if len(value) != HASH_SIZE:
-            raise ValueError(f"{name}: expected {HASH_SIZE} bytes, got {len(value)}")
-    return blake3(bytes(p_hash) + bytes(epoch_salt) + bytes(s_hash)).digest()
+    p_hash = checks.fixed_bytes(p_hash, "problem_hash", HASH_SIZE)
+    epoch_salt = checks.fixed_bytes(epoch_salt, "epoch_salt", HASH_SIZE)
+    s_hash = checks.fixed_bytes(s_hash, "solution_hash", HASH_SIZE)
+    return blake3(p_hash + epoch_salt + s_hash).digest()
 
 
 def solution_ok(numbers: Sequence[int], target: int, indices: Sequence[int]) -> bool:
@@ -62,36 +65,16 @@ def solution_ok(numbers: Sequence[int], target: int, indices: Sequence[int]) -> 
     return total == target
 
 
-def _lists(values: np.ndarray, offsets: np.ndarray, name: str) -> list[list[int]]:
-    if not isinstance(values, np.ndarray) or values.ndim != 1:
-        raise TypeError(f"{name}: expected a 1-d numpy array")
-    if not isinstance(offsets, np.ndarray) or offsets.dtype != np.int64 or offsets.ndim != 1:
-        raise TypeError(f"{name} offsets: expected a 1-d numpy int64 array")
-    if offsets.shape[0] < 1 or offsets[0] != 0 or offsets[-1] != values.shape[0] \
-            or bool(np.any(np.diff(offsets) < 0)):
-        raise ValueError(f"{name} offsets: must start at 0, never decrease and end at len({name})")
-    flat = values.tolist()
-    return [flat[offsets[i]:offsets[i + 1]] for i in range(offsets.shape[0] - 1)]
-
-
-def _check_dtype(arr: np.ndarray, dtype: type, name: str) -> None:
-    if not isinstance(arr, np.ndarray) or arr.dtype != dtype:
-        raise TypeError(f"{name}: expected a numpy {np.dtype(dtype).name} array")
-
-
 def reveal_hashes(numbers: np.ndarray, num_offsets: np.ndarray, targets: np.ndarray,
                   indices: np.ndarray, idx_offsets: np.ndarray, salts: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Batch form: (problem hashes, solution hashes, commitments), each ``uint8[N, 32]``."""
-    _check_dtype(numbers, np.int64, "numbers")
-    _check_dtype(targets, np.int64, "targets")
-    _check_dtype(indices, np.uint64, "indices")
-    _check_dtype(salts, np.uint8, "salts")
-    nums = _lists(numbers, num_offsets, "numbers")
-    idxs = _lists(indices, idx_offsets, "indices")
-    n = len(nums)
-    if len(idxs) != n or targets.shape != (n,) or salts.shape != (n, HASH_SIZE):
-        raise ValueError("targets, indices offsets and salts must describe the same blocks")
+    numbers, num_offsets, targets, indices, idx_offsets = checks.reveals(
+        numbers, num_offsets, targets, indices, idx_offsets)
+    n = targets.shape[0]
+    salts = checks.array(salts, "salts", np.uint8, (n, HASH_SIZE))
+    nums = checks.unpack(numbers, num_offsets)
+    idxs = checks.unpack(indices, idx_offsets)
     out = np.zeros((3, n, HASH_SIZE), dtype=np.uint8)
     for b in range(n):
         ph = problem_hash(nums[b], int(targets[b]))
@@ -105,12 +88,27 @@ def reveal_hashes(numbers: np.ndarray, num_offsets: np.ndarray, targets: np.ndar
 def check_solutions(numbers: np.ndarray, num_offsets: np.ndarray, targets: np.ndarray,
                     indices: np.ndarray, idx_offsets: np.ndarray) -> np.ndarray:
     """Batch form of :func:`solution_ok`: ``bool[N]``."""
-    _check_dtype(numbers, np.int64, "numbers")
-    _check_dtype(targets, np.int64, "targets")
-    _check_dtype(indices, np.uint64, "indices")
-    nums = _lists(numbers, num_offsets, "numbers")
-    idxs = _lists(indices, idx_offsets, "indices")
-    if len(idxs) != len(nums) or targets.shape != (len(nums),):
-        raise ValueError("targets and indices offsets must describe the same blocks")
+    numbers, num_offsets, targets, indices, idx_offsets = checks.reveals(
+        numbers, num_offsets, targets, indices, idx_offsets)
+    nums = checks.unpack(numbers, num_offsets)
+    idxs = checks.unpack(indices, idx_offsets)
     return np.array([solution_ok(nums[b], int(targets[b]), idxs[b]) for b in range(len(nums))],
                     dtype=np.bool_)
+
+
+def commitments(headers: np.ndarray, numbers: np.ndarray, num_offsets: np.ndarray,
+                targets: np.ndarray, indices: np.ndarray, idx_offsets: np.ndarray) -> np.ndarray:
+    """Batch form: each block's expected ``commitment_hash`` (SPEC section 3, any reveal
+    length), the epoch salt being its header's ``prev_hash``: ``uint8[N, 32]``."""
+    headers = checks.headers(headers)
+    numbers, num_offsets, targets, indices, idx_offsets = checks.reveals(
+        numbers, num_offsets, targets, indices, idx_offsets, blocks=headers.shape[0])
+    nums = checks.unpack(numbers, num_offsets)
+    idxs = checks.unpack(indices, idx_offsets)
+    out = np.zeros((headers.shape[0], HASH_SIZE), dtype=np.uint8)
+    for b in range(headers.shape[0]):
+        epoch_salt: bytes = decode_header(headers[b].tobytes())["prev_hash"]  # type: ignore
+        ph = problem_hash(nums[b], int(targets[b]))
+        sh = solution_hash(idxs[b])
+        out[b] = np.frombuffer(commitment(ph, epoch_salt, sh), dtype=np.uint8)
+    return out

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from kernels import checks
 from kernels import constants as C
 from kernels.constants import Block, Parent
 from kernels.legacy.header import decode_header, hash_header
@@ -25,9 +26,26 @@ def _bad_float(x: float) -> bool:
     return math.isnan(x) or math.isinf(x)
 
 
+def _parent(parent: bytes | np.ndarray | Parent | None) -> Parent | None:
+    """The parent as ``(height, header hash, timestamp)``; a parent given as its 276-byte
+    header is decoded and hashed here."""
+    p = checks.parent(parent)
+    if isinstance(p, bytes):
+        h = decode_header(p)
+        return (h["height"], hash_header(p), h["timestamp"])  # type: ignore[return-value]
+    return p
+
+
 def validate_block(block: Block, now: int, difficulty_target: bytes,
-                   parent: Parent | None, seen: set[bytes]) -> int:
-    """The rule bitmask of one block; ``seen`` holds earlier commitments and is updated."""
+                   parent: bytes | np.ndarray | Parent | None, seen: set[bytes]) -> int:
+    """The rule bitmask of one block; ``seen`` holds earlier commitments and is updated.
+    ``parent`` is the parent's header, its ``(height, hash, timestamp)`` or None."""
+    target = checks.fixed_bytes(difficulty_target, "difficulty_target", C.HASH_SIZE)
+    return _status(block, int(now), target, _parent(parent), seen)
+
+
+def _status(block: Block, now: int, difficulty_target: bytes, parent: Parent | None,
+            seen: set[bytes]) -> int:
     h = decode_header(block.header)
     status = 0
     if h["version"] not in C.SUPPORTED_VERSIONS:
@@ -80,51 +98,38 @@ def validate_block(block: Block, now: int, difficulty_target: bytes,
 
 
 def validate_chain(blocks: Sequence[Block], now: int, difficulty_target: bytes,
-                   parent: Parent | None = None, seen: set[bytes] | None = None) -> list[int]:
-    """Bitmasks of consecutive blocks; each block is the parent of the next."""
-    if len(difficulty_target) != C.HASH_SIZE:
-        raise ValueError(f"difficulty_target: expected 32 bytes, got {len(difficulty_target)}")
+                   parent: bytes | np.ndarray | Parent | None = None,
+                   seen: set[bytes] | None = None) -> list[int]:
+    """Bitmasks of consecutive blocks; each block is the parent of the next, and the
+    first one's is ``parent`` (its header, its ``(height, hash, timestamp)`` or None)."""
+    target = checks.fixed_bytes(difficulty_target, "difficulty_target", C.HASH_SIZE)
+    parent = _parent(parent)
     seen = new_replay_state() if seen is None else seen
     out = []
     for block in blocks:
-        out.append(validate_block(block, now, difficulty_target, parent, seen))
+        out.append(_status(block, int(now), target, parent, seen))
         h = decode_header(block.header)
         parent = (h["height"], hash_header(block.header), h["timestamp"])  # type: ignore[assignment]
     return out
 
 
-def _rows(values: np.ndarray, offsets: np.ndarray, name: str) -> list[list]:
-    if not isinstance(offsets, np.ndarray) or offsets.dtype != np.int64 or offsets.ndim != 1:
-        raise TypeError(f"{name} offsets: expected a 1-d numpy int64 array")
-    if offsets.shape[0] < 1 or offsets[0] != 0 or offsets[-1] != len(values) \
-            or bool(np.any(np.diff(offsets) < 0)):
-        raise ValueError(f"{name} offsets: must start at 0, never decrease and end at len({name})")
-    return [values[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]
-
-
 def validate_blocks(headers: np.ndarray, ids: np.ndarray, id_offsets: np.ndarray,
                     numbers: np.ndarray, num_offsets: np.ndarray, targets: np.ndarray,
                     indices: np.ndarray, idx_offsets: np.ndarray, *, now: int,
-                    difficulty_target: bytes, parent: Parent | None = None,
+                    difficulty_target: bytes, parent: bytes | np.ndarray | Parent | None = None,
                     replay: set[bytes] | None = None) -> np.ndarray:
-    """Batch form over CSR arrays: ``uint32[N]`` bitmasks."""
-    for name, arr, dtype, ndim in (("headers", headers, np.uint8, 2), ("ids", ids, np.uint8, 2),
-                                   ("numbers", numbers, np.int64, 1),
-                                   ("targets", targets, np.int64, 1),
-                                   ("indices", indices, np.uint64, 1)):
-        if not isinstance(arr, np.ndarray) or arr.dtype != dtype or arr.ndim != ndim:
-            raise TypeError(f"{name}: expected a {ndim}-d numpy {np.dtype(dtype).name} array")
-    if headers.shape[1] != C.HEADER_SIZE or ids.shape[1] != C.HASH_SIZE:
-        raise ValueError("headers must be [N, 276] and ids [T, 32]")
-    n = headers.shape[0]
-    txids = _rows([r.tobytes() for r in ids], id_offsets, "ids")
-    nums = _rows(numbers.tolist(), num_offsets, "numbers")
-    idxs = _rows(indices.tolist(), idx_offsets, "indices")
-    if not len(txids) == len(nums) == len(idxs) == targets.shape[0] == n:
-        raise ValueError("headers, ids, numbers, targets and indices must describe the same blocks")
+    """Batch form over CSR arrays: ``uint32[N]`` bitmasks. ``parent`` is the first block's
+    parent: its 276-byte header (``bytes`` or ``uint8[276]``, decoded and hashed here),
+    its ``(height, hash, timestamp)`` (e.g. a corpus anchor) or None (no parent)."""
+    headers, ids, id_offsets, numbers, num_offsets, targets, indices, idx_offsets = \
+        checks.blocks(headers, ids, id_offsets, numbers, num_offsets, targets, indices,
+                      idx_offsets)
+    txids = checks.unpack(ids, id_offsets)
+    nums = checks.unpack(numbers, num_offsets)
+    idxs = checks.unpack(indices, idx_offsets)
     blocks = [Block(headers[i].tobytes(), txids[i], nums[i], int(targets[i]), idxs[i])
-              for i in range(n)]
-    status = validate_chain(blocks, int(now), bytes(difficulty_target), parent, replay)
+              for i in range(headers.shape[0])]
+    status = validate_chain(blocks, int(now), difficulty_target, parent, replay)
     return np.array(status, dtype=np.uint32)
 
 
