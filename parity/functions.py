@@ -79,15 +79,6 @@ def _reveal(shard: Shard) -> tuple:
     return (shard.numbers, shard.num_offsets, shard.targets, shard.indices, shard.idx_offsets)
 
 
-def _TMP_parent(p):  # TEMPORARY until the twins take header bytes
-    if isinstance(p, bytes):
-        import numpy as np
-        from blake3 import blake3
-        h = np.frombuffer(p, np.uint8)
-        return (int(h[4:12].view("<u8")[0]), blake3(p).digest(), int(h[44:52].view("<i8")[0]))
-    return p
-
-
 _HASH32 = pa.binary(32)
 REGISTRY: dict[str, BatchFunction] = {f.name: f for f in (
     BatchFunction("header_hash", "hash_headers", "header_hash", _HASH32,
@@ -99,7 +90,7 @@ REGISTRY: dict[str, BatchFunction] = {f.name: f for f in (
     BatchFunction("validate", "validate_blocks", "status", pa.uint32(),
                   lambda s, m, p, r: (s.arrays(), {
                       "now": m.now, "difficulty_target": m.difficulty_target,
-                      "parent": _TMP_parent(p), "replay": r}), _status, StatusMismatch,
+                      "parent": p, "replay": r}), _status, StatusMismatch,
                   chain_state=True,
                   parts=("header", "txids", "numbers", "target", "indices", "parent",
                          "replay")),
@@ -107,7 +98,7 @@ REGISTRY: dict[str, BatchFunction] = {f.name: f for f in (
                   lambda s, m, p, r: ((s.headers, *_reveal(s)), {}), _bytes, BytesMismatch,
                   parts=("header", "numbers", "target", "indices")),
 )}
-FUNCTIONS = tuple(REGISTRY)[:3]  # TEMP
+FUNCTIONS = tuple(REGISTRY)
 #: the results Parquet columns, in order (SPEC section 6, then added functions)
 RESULT_COLUMNS = tuple((f.column, f.arrow_type) for f in REGISTRY.values())
 

@@ -241,9 +241,7 @@ def process_shard(index: int, shard: Shard, ctx: ShardContext) -> ShardOutcome:
 
 
 def _tiers(shard: Shard) -> dict[str, int]:
-    counts = np.diff(shard.num_offsets)
-    limits = np.array([limit for limit, _ in C.TIER_LIMITS])
-    idx, k = np.unique(np.searchsorted(limits, counts, side="left"), return_counts=True)
+    idx, k = np.unique(C.tier_indices(np.diff(shard.num_offsets)), return_counts=True)
     return {C.TIER_NAMES[int(i)]: int(c) for i, c in zip(idx, k)}
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from kernels.checks import pack_blocks
 from kernels.constants import HASH_SIZE, HEADER_SIZE, Block
 
 SCHEMA = pa.schema([
@@ -68,20 +69,8 @@ class Shard:
 
 
 def from_blocks(blocks: Sequence[Block]) -> Shard:
-    """Pack per-object blocks into a shard."""
-    def csr(lists: list, dtype: type) -> tuple[np.ndarray, np.ndarray]:
-        offsets = np.zeros(len(lists) + 1, dtype=np.int64)
-        offsets[1:] = np.cumsum([len(x) for x in lists])
-        return np.array([v for x in lists for v in x], dtype=dtype).reshape(-1), offsets
-    headers = np.frombuffer(b"".join(bytes(b.header) for b in blocks), np.uint8)
-    ids = np.frombuffer(b"".join(bytes(t) for b in blocks for t in b.txids), np.uint8)
-    id_off = np.zeros(len(blocks) + 1, dtype=np.int64)
-    id_off[1:] = np.cumsum([len(b.txids) for b in blocks])
-    nums, num_off = csr([b.numbers for b in blocks], np.int64)
-    idxs, idx_off = csr([b.indices for b in blocks], np.uint64)
-    return Shard(headers.reshape(-1, HEADER_SIZE).copy(), ids.reshape(-1, HASH_SIZE).copy(),
-                 id_off, nums, num_off, np.array([b.target for b in blocks], dtype=np.int64),
-                 idxs, idx_off)
+    """Pack per-object blocks into a shard (the twins' own packing, kernels.checks)."""
+    return Shard(*pack_blocks(blocks))
 
 
 def _fixed(arr: pa.FixedSizeBinaryArray, width: int) -> np.ndarray:

@@ -19,10 +19,8 @@ def summarize(corpus: Corpus) -> dict:
     buckets = np.array([0, 1, 2, 8, 32, 128, 1024, C.MAX_TRANSACTIONS, C.MAX_TRANSACTIONS + 1])
     for shard in corpus.shards():
         groups += 1
-        counts = np.diff(shard.num_offsets)
-        limits = [limit for limit, _ in C.TIER_LIMITS]
-        tier_index = np.searchsorted(np.array(limits), counts, side="left")
-        for i, n in zip(*np.unique(tier_index, return_counts=True)):
+        tier_index = C.tier_indices(np.diff(shard.num_offsets))
+        for i, n in zip(*np.unique(tier_index, return_counts=True), strict=True):
             tiers[C.TIER_NAMES[int(i)]] += int(n)
         tx = np.diff(shard.id_offsets)
         tx_total += int(tx.sum())
