@@ -53,3 +53,8 @@ def validate(twin, shard: Shard, blocks: int) -> np.ndarray:
     m = manifest(blocks)
     return twin.validate_blocks(*shard.arrays(), now=m.now, difficulty_target=m.difficulty_target,
                                 parent=m.anchor)
+
+
+def commitments(twin, shard: Shard) -> np.ndarray:
+    return twin.commitments(shard.headers, shard.numbers, shard.num_offsets, shard.targets,
+                            shard.indices, shard.idx_offsets)

@@ -27,6 +27,8 @@ def main() -> int:
         "merkle_root": (lambda: legacy.merkle_roots(ids, off), lambda: jit.merkle_roots(ids, off)),
         "validate": (lambda: data.validate(legacy, shard, 5_000),
                      lambda: data.validate(jit, shard, 5_000)),
+        "commitment": (lambda: data.commitments(legacy, shard),
+                       lambda: data.commitments(jit, shard)),
     }
     failed = False
     for name, (slow, fast) in work.items():

@@ -103,8 +103,8 @@ def startup() -> dict:
 def per_call(calls: int = 20_000) -> dict:
     from parity import experiment
     from parity.modes import Mode
-    from parity.state import ModeState
     from parity.percall import Controller
+    from parity.state import ModeState
     header = data.headers(1)[0].tobytes()
     out = {}
     for mode in (Mode.LEGACY_ONLY, Mode.REFACTORED_ONLY):

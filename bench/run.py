@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from parity.functions import FUNCTIONS  # every compared function
+from parity.report import cpu_name
+
 ROOT = Path(__file__).resolve().parent.parent
-FUNCTIONS = ("header_hash", "merkle_root", "validate")
 
 
 def run_suite(out: Path, sizes: str) -> list[dict]:
@@ -19,7 +22,7 @@ def run_suite(out: Path, sizes: str) -> list[dict]:
     subprocess.run([sys.executable, "-m", "pytest", "bench/test_kernels.py", "-q",
                     "-p", "no:cacheprovider", f"--benchmark-json={raw}",
                     "--benchmark-disable-gc", "-o", "testpaths=bench"],
-                   cwd=ROOT, check=True, env={**__import__("os").environ,
+                   cwd=ROOT, check=True, env={**os.environ,
                                               "PARITY_BENCH_SIZES": sizes})
     rows = []
     for b in json.loads(raw.read_text())["benchmarks"]:
@@ -130,8 +133,9 @@ def main() -> int:
     out = ROOT / args.out
     out.mkdir(parents=True, exist_ok=True)
     import numba
+
     from bench import measure
-    machine = {"cpu": platform.processor() or platform.machine(), "cores": __import__("os").cpu_count(),
+    machine = {"cpu": cpu_name(), "cores": os.cpu_count(),
                "python": platform.python_version(), "numba": numba.__version__,
                "date": time.strftime("%Y-%m-%d")}
     try:

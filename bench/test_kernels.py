@@ -74,3 +74,17 @@ def test_validate(benchmark, impl, n):
                              warmup_rounds=_warmup(impl, n))
     _check(("validate", n), out, lambda: data.validate(legacy, shard, n))
     assert not np.any(out)  # an honest chain: every block valid
+
+
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("impl", TWINS)
+def test_commitment(benchmark, impl, n):
+    shard = data.chain(n)
+    benchmark.group = f"commitment n={n}"
+    benchmark.extra_info.update(function="commitment", impl=impl, n=n)
+    out = benchmark.pedantic(lambda: data.commitments(TWINS[impl], shard),
+                             rounds=_rounds(impl, n), iterations=1,
+                             warmup_rounds=_warmup(impl, n))
+    _check(("commitment", n), out, lambda: data.commitments(legacy, shard))
+    # an honest chain: every block carries its expected commitment
+    assert np.array_equal(out, shard.headers[:, 116:148])
