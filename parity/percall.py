@@ -20,6 +20,7 @@ import logging
 import random
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -127,7 +128,7 @@ class Controller:
         self.flush_every = flush_every
         self._flushed = time.monotonic()
         self._lock = threading.Lock()
-        atexit.register(self.flush)  # a short script's comparisons still count
+        _LIVE.add(self)  # flushed at exit: a short script's comparisons still count
 
     @property
     def mode(self) -> Mode:
@@ -172,6 +173,15 @@ class Controller:
         if now - self._flushed > self.flush_every:
             self._flushed = now
             self.flush()
+
+
+_LIVE: weakref.WeakSet[Controller] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    for controller in list(_LIVE):
+        controller.flush()
 
 
 def _open_default_state() -> ModeState:

@@ -1,6 +1,7 @@
 """The SQLite mode state: concurrent changes, rollbacks decided against the mode in force,
 durability errors, the promotion window across processes, the one-time JSON import."""
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -237,3 +238,13 @@ def test_every_change_in_one_transaction(tmp_path):
     lock.execute("ROLLBACK")
     lock.close()
     assert ModeState(path).mode == Mode.REFACTORED_ONLY and ModeState(path).history == []
+
+
+def test_short_script_comparisons_survive_exit(tmp_path):
+    path = tmp_path / "state.db"
+    script = ("import parity\n"
+              "f = parity.experiment('f', legacy=lambda x: x, refactored=lambda x: x)\n"
+              "for i in range(5):\n    f(i)\n")
+    env = {**os.environ, "PARITY_STATE": str(path), "CODEC_MODE": "shadow"}
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=ROOT, env=env)
+    assert ModeState(path).window() == (5, 0)
