@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 MONITORING_TOOLS := prometheus promtool prometheus-alertmanager amtool prometheus-pushgateway
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-deps test demo bench bench-ci clean
+.PHONY: help setup system-deps lint test demo bench bench-ci clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -31,7 +31,11 @@ system-deps: ## install Debian's Prometheus, Alertmanager and Pushgateway when m
 	  else echo "warning: Prometheus tools missing and apt-get not usable; the server tests will fail" >&2; fi; \
 	fi
 
-test: setup ## run the whole test suite
+lint: setup ## ruff and mypy (configured in pyproject.toml)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: setup lint ## lint, then run the whole test suite
 	$(PY) -m pytest -q
 
 demo: setup ## shadow-run the built-in sample corpus and print the summary

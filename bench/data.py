@@ -1,7 +1,7 @@
 """Deterministic benchmark inputs (cached under bench/.data)."""
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -13,12 +13,12 @@ from parity.corpus.shard import from_batch
 DATA = Path(__file__).resolve().parent / ".data"
 
 
-@lru_cache(maxsize=None)
+@cache
 def headers(n: int) -> np.ndarray:
     return np.random.default_rng(n).integers(0, 256, (n, 276), dtype=np.uint8)
 
 
-@lru_cache(maxsize=None)
+@cache
 def id_lists(blocks: int, per_block: int) -> tuple[np.ndarray, np.ndarray]:
     ids = np.random.default_rng(blocks).integers(0, 256, (blocks * per_block, 32), dtype=np.uint8)
     return ids, np.arange(0, blocks * per_block + 1, per_block, dtype=np.int64)
@@ -43,7 +43,7 @@ def chain(blocks: int) -> Shard:
     return from_batch(table)
 
 
-@lru_cache(maxsize=None)
+@cache
 def manifest(blocks: int):
     """The corpus manifest, read (and checksummed) once, outside any timing."""
     return open_corpus(corpus(blocks)).manifest

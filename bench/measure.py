@@ -112,11 +112,11 @@ def per_call(calls: int = 20_000) -> dict:
         f = experiment("header_hash", legacy=legacy.hash_header, refactored=jit.hash_header,
                        controller=c)
         assert f(header) == legacy.hash_header(header)
-        t, _ = best(lambda: [f(header) for _ in range(calls)])
+        t, _ = best(lambda f=f: [f(header) for _ in range(calls)])
         out[mode.label] = t / calls
     raw = {"legacy": legacy.hash_header, "jit": jit.hash_header}
     for name, fn in raw.items():
-        t, _ = best(lambda: [fn(header) for _ in range(calls)])
+        t, _ = best(lambda fn=fn: [fn(header) for _ in range(calls)])
         out[f"raw_{name}"] = t / calls
     out["jit_vs_legacy_mode3_vs_mode0"] = out["legacy_only"] / out["refactored_only"]
     return out

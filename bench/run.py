@@ -93,7 +93,8 @@ def render(rows: list[dict], extras: dict, machine: dict) -> str:
              "## Legacy vs JIT, one thread\n", table(rows), ""]
     p = extras.get("package")
     if p:
-        parts.append(f"## BLAKE3 compressions\n\nJIT header hashing: {p['jit_compressions_per_s'] / 1e6:.1f}M "
+        parts.append("## BLAKE3 compressions\n\n"
+                     f"JIT header hashing: {p['jit_compressions_per_s'] / 1e6:.1f}M "
                      f"compressions/s; the `blake3` package on one 256 MiB buffer, max_threads=1: "
                      f"{p['package_compressions_per_s'] / 1e6:.1f}M/s; ratio {p['ratio']:.0%}.\n")
     t = extras.get("threads")
@@ -109,7 +110,8 @@ def render(rows: list[dict], extras: dict, machine: dict) -> str:
                      f"(of which importing numpy and numba {s['python_numba_import_seconds']:.2f}s).\n")
     c = extras.get("per_call")
     if c:
-        parts.append(f"## Per-call API, one header\n\nmode 3 (JIT): {c['refactored_only'] * 1e6:.2f} us/call; "
+        parts.append("## Per-call API, one header\n\n"
+                     f"mode 3 (JIT): {c['refactored_only'] * 1e6:.2f} us/call; "
                      f"mode 0 (legacy): {c['legacy_only'] * 1e6:.2f} us/call; raw JIT "
                      f"{c['raw_jit'] * 1e6:.2f} us, raw legacy {c['raw_legacy'] * 1e6:.2f} us.\n")
     runs = extras.get("shadow")

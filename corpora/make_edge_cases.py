@@ -11,11 +11,17 @@ import struct
 from pathlib import Path
 
 from kernels import constants as C
-from kernels.legacy import (
-    commitment, decode_header, encode_header, hash_header, merkle_root, problem_hash,
-    solution_hash)
-from parity.corpus.jsonl import block_to_json
 from kernels.constants import Block
+from kernels.legacy import (
+    commitment,
+    decode_header,
+    encode_header,
+    hash_header,
+    merkle_root,
+    problem_hash,
+    solution_hash,
+)
+from parity.corpus.jsonl import block_to_json
 
 NOW = 1_767_225_600
 TARGET = bytes.fromhex("7f" + "ff" * 31)

@@ -146,7 +146,7 @@ def pack(lists: Sequence[Sequence[object]], dtype: type, name: str,
                        for b, x in enumerate(lists) for i, t in enumerate(x))
         return np.frombuffer(bytearray(raw), dtype=np.uint8).reshape(-1, width), offs
     try:
-        values = np.array([v for x in lists for v in x], dtype=dtype).reshape(-1)
+        values: np.ndarray = np.array([v for x in lists for v in x], dtype=dtype).reshape(-1)
     except OverflowError:
         raise ValueError(f"{name}: every item must fit {np.dtype(dtype).name}") from None
     return values, offs

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numba
 
@@ -24,12 +25,13 @@ def _prefer_512_bit_vectors() -> None:
     loops run 1.2-1.5x faster in full 512-bit registers. This tunes code generation only
     (same results); numba keys its cache on these features. Opt out with
     ``PARITY_PREFER_512=0``; an explicit ``NUMBA_CPU_FEATURES`` always wins."""
-    if os.environ.get("PARITY_PREFER_512", "1") == "0" or numba.config.CPU_FEATURES:
+    config: Any = numba.config  # CPU_FEATURES is set from the environment at import
+    if os.environ.get("PARITY_PREFER_512", "1") == "0" or config.CPU_FEATURES:
         return
     import llvmlite.binding as llvm
     features = llvm.get_host_cpu_features().flatten()
     if "+avx512f" in features.split(","):
-        numba.config.CPU_FEATURES = features + ",-prefer-256-bit"
+        config.CPU_FEATURES = features + ",-prefer-256-bit"
 
 
 _prefer_512_bit_vectors()

@@ -94,7 +94,7 @@ class BatchExporter:
             if attempt:
                 time.sleep(self.backoff * 2 ** (attempt - 1))
             try:
-                push_to_gateway(self.url, job=job, registry=registry,
+                push_to_gateway(str(self.url), job=job, registry=registry,
                                 grouping_key=self.grouping, timeout=self.timeout)
                 return None
             except Exception as exc:  # monitoring must never end the run

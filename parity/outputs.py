@@ -188,7 +188,7 @@ def _install(tmp: Path, path: Path, replace: bool) -> None:
     fsync_path(path.parent)
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], None], *, replace: bool = True) -> None:
+def atomic_write(path: str | Path, write: Callable[[Path], object], *, replace: bool = True) -> None:
     """Call ``write(tmp)`` on a unique temporary file beside ``path``, fsync it and rename
     it into place; on failure only the temporary file is removed. With ``replace=False``
     an existing ``path`` is never overwritten."""
@@ -238,7 +238,7 @@ class OutputFile:
                               "to replace it")
         return True
 
-    def write(self, force: bool, write: Callable[[Path], None]) -> None:
+    def write(self, force: bool, write: Callable[[Path], object]) -> None:
         atomic_write(self.path, write, replace=self.check(force))
 
 

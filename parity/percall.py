@@ -135,7 +135,7 @@ class Controller:
         """The mode served now; never raises (a broken store serves legacy)."""
         try:
             self.state.refresh()
-        except Exception:  # noqa: BLE001 - nothing from the store reaches the caller
+        except Exception:
             self.harness_errors += 1
             log.exception("parity: cannot refresh the mode state")
         return self.state.mode
@@ -144,7 +144,7 @@ class Controller:
         """Make the counted comparisons durable now (the promotion window)."""
         try:
             self.state.flush()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self.harness_errors += 1
             log.warning("parity: comparisons not recorded: %s", exc)
 
@@ -156,7 +156,11 @@ class Controller:
             log.error("parity: %s", exc)
 
     def record(self, name: str, legacy: Outcome | None, refactored: Outcome | None,
-               compared: bool, matched: bool, args: tuple, why: str | None = None) -> None:
+               compared: bool, matched: bool, args: tuple, why: str | None = None,
+               served: tuple[Mode, str] | None = None) -> None:
+        """Count one call: durations, comparison, mismatch record, which side served."""
+        if served is not None:
+            self.metrics.served(*served)
         self.metrics.observe(name, legacy.seconds if legacy else None,
                              refactored.seconds if refactored else None, int(compared),
                              int(compared and not matched))
@@ -187,7 +191,7 @@ def _flush_at_exit() -> None:
 def _open_default_state() -> ModeState:
     try:
         return ModeState(default_state_path())
-    except Exception as exc:  # noqa: BLE001 - serve legacy rather than fail the caller
+    except Exception as exc:
         log.error("parity: %s; serving legacy from an in-memory state", exc)
         state = ModeState(None, initial=Mode.SHADOW)
         state.degraded = str(exc)
@@ -214,9 +218,9 @@ class Experiment:
         if mode in (Mode.LEGACY_ONLY, Mode.REFACTORED_ONLY):  # one side, the caller's args
             side = "legacy" if mode == Mode.LEGACY_ONLY else "refactored"
             out = _run(self.legacy if side == "legacy" else self.refactored, args, kwargs)
-            self._safely(lambda: (c.record(self.name, out if side == "legacy" else None,
-                                           out if side == "refactored" else None, False, True,
-                                           args), c.metrics.served(mode, side)))
+            self._safely(lambda: c.record(self.name, out if side == "legacy" else None,
+                                          out if side == "refactored" else None, False, True,
+                                          args, served=(mode, side)))
             return out.unwrap()
         sample = c.sample if self.sample is None else self.sample
         plan = policy.plan(mode, sampled=mode == Mode.SHADOW or c.rng.random() < sample)
@@ -251,15 +255,15 @@ class Experiment:
             self._safely(lambda: c.demote(reason))
         served = legacy if decision.served == "legacy" else refactored
         assert served is not None
-        self._safely(lambda: (c.record(self.name, legacy, refactored, compared, matched, args,
-                                       why), c.metrics.served(mode, decision.served)))
+        self._safely(lambda: c.record(self.name, legacy, refactored, compared, matched, args,
+                                      why, served=(mode, decision.served)))
         return served.unwrap()
 
     def _safely(self, fn: Callable, default: Any = None) -> Any:
         """Harness work: its failures are logged and counted, never raised to the caller."""
         try:
             return fn()
-        except Exception:  # noqa: BLE001
+        except Exception:
             self.controller.harness_errors += 1
             log.exception("parity: harness error in experiment %s", self.name)
             return default

@@ -75,6 +75,8 @@ class ModeState:
     def __init__(self, path: str | Path | None, initial: Mode | None = None,
                  clock: Callable[[], float] = time.time, refresh_every: float = 1.0,
                  fallback: bool = False) -> None:
+        self.path: Path | None
+        legacy_json: Path | None
         self.path, legacy_json = _locate(path) if path is not None else (None, None)
         self.clock = clock
         self.refresh_every = refresh_every

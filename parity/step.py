@@ -183,12 +183,12 @@ def _serve(fn: BatchFunction, mode: Mode, cl: Call, cr: Call, rows: np.ndarray, 
             what = (f"raised {type(cr.error).__name__}" if cr.error is not None
                     else "returned a wrong shape")
             why = f"refactored {fn.name} {what} on blocks from {{start}}"
-        return chosen.out, {d.served: n}, why
+        return chosen.out, {str(d.served): n}, why
     if same.served == differ.served or rows.size == 0:
         return pick[same.served].out, {same.served: n}, None
     out = np.array(pick[same.served].out)
     out[rows] = np.asarray(pick[differ.served].out)[rows]
-    counts = {same.served: n - int(rows.size), differ.served: int(rows.size)}
+    counts: dict[str, int] = {same.served: n - int(rows.size), differ.served: int(rows.size)}
     return out, counts, "mismatch" if differ.demote else None
 
 

@@ -99,7 +99,8 @@ def reveals(max_numbers: int = 24) -> st.SearchStrategy[tuple[list[int], int, li
         small = draw(st.booleans())
         value = st.integers(-1000, 1000) if small else i64s()
         numbers = draw(st.lists(value, min_size=0, max_size=max_numbers))
-        if numbers and draw(st.booleans()):
+        pick = draw(st.booleans())
+        if numbers and pick:
             chosen = draw(st.lists(st.integers(0, len(numbers) - 1), unique=True))
             total = sum(numbers[i] for i in chosen)
             target = total if C.I64_MIN <= total <= C.I64_MAX else draw(i64s())

@@ -72,7 +72,7 @@ def _import(name: str, role: str) -> Any:
         sys.modules[mod_name] = module
         try:
             spec.loader.exec_module(module)
-        except Exception as exc:  # noqa: BLE001 - a user's file: report, do not crash
+        except Exception as exc:
             raise ParityError(f"--{role} {name}: failed to load ({type(exc).__name__}: "
                               f"{exc})") from None
         return module

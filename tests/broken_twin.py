@@ -16,8 +16,7 @@ from blake3 import blake3
 
 import kernels.jit as _jit
 from kernels import constants as C
-from kernels.jit import (  # noqa: F401  (the rest of the twin interface)
-    commitments, decode_header, new_replay_state)
+from kernels.jit import commitments, decode_header, new_replay_state  # noqa: F401  (the rest of the twin interface)
 
 
 def _flavours() -> set[str]:

@@ -4,6 +4,7 @@ import os
 import signal
 from pathlib import Path
 
+import distributed  # noqa: F401  (a dev dependency: never skipped)
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -15,7 +16,6 @@ from parity.corpus.generate import GenerateOptions, generate, read_truth
 from parity.modes import Mode
 from parity.shadow import ShadowOptions, ShadowRun
 
-import distributed  # noqa: E402,F401  (a dev dependency: never skipped)
 pytestmark = pytest.mark.slow
 
 

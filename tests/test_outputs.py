@@ -4,8 +4,16 @@ from pathlib import Path
 import pytest
 
 from parity.errors import ParityError
-from parity.outputs import (MARKER, OutputDir, OutputFile, atomic_write_text, json_has,
-                            read_marker, refuse_dangerous, staging_dir)
+from parity.outputs import (
+    MARKER,
+    OutputDir,
+    OutputFile,
+    atomic_write_text,
+    json_has,
+    read_marker,
+    refuse_dangerous,
+    staging_dir,
+)
 
 
 def user_dir(tmp_path: Path) -> Path:

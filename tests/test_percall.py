@@ -10,8 +10,8 @@ from parity import experiment
 from parity.compare import values_equal
 from parity.errors import ParityError
 from parity.modes import Mode, parse_mode
-from parity.state import ModeState
 from parity.percall import Controller
+from parity.state import ModeState
 
 HEADER = bytes(range(256)) + bytes(20)
 

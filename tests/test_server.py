@@ -9,9 +9,9 @@ import kernels.jit as jit
 import kernels.legacy as legacy
 from parity import experiment
 from parity.modes import Mode
-from parity.state import ModeState
 from parity.percall import Controller
 from parity.server import ParityServer
+from parity.state import ModeState
 
 CATALOG = {
     "dual_run_parity_match_rate", "dual_run_comparisons", "dual_run_mismatches",

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from blake3 import blake3
@@ -17,13 +18,13 @@ _STRUCT = {"u32": "<I", "u64": "<Q", "i64": "<q", "f64": "<d"}
 _NUMPY = {"u32": np.uint32, "u64": np.uint64, "i64": np.int64, "f64": np.float64}
 
 
-def encode_header(fields: Mapping[str, object]) -> bytes:
+def encode_header(fields: Mapping[str, Any]) -> bytes:
     """The 276-byte bincode encoding of a header given as ``{field: value}``."""
     out = bytearray()
     for name, _offset, size, kind in HEADER_FIELDS:
         value = fields[name]
         if kind == "b32":
-            raw = bytes(value)  # type: ignore[arg-type]
+            raw = bytes(value)
             if len(raw) != size:
                 raise ValueError(f"header field {name}: expected {size} bytes, got {len(raw)}")
             out += raw
@@ -32,7 +33,7 @@ def encode_header(fields: Mapping[str, object]) -> bytes:
     return bytes(out)
 
 
-def decode_header(header: bytes) -> dict[str, object]:
+def decode_header(header: bytes) -> dict[str, Any]:
     """Fields of a 276-byte header; floats keep their exact bits (NaN payloads too)."""
     header = checks.fixed_bytes(header, "header", HEADER_SIZE)
     fields: dict[str, object] = {}
@@ -83,7 +84,7 @@ def decode_headers(headers: np.ndarray) -> dict[str, np.ndarray]:
         row = decode_header(headers[i].tobytes())
         for name, _offset, _size, kind in HEADER_FIELDS:
             if kind == "b32":
-                cols[name][i] = np.frombuffer(row[name], dtype=np.uint8)  # type: ignore[arg-type]
+                cols[name][i] = np.frombuffer(row[name], dtype=np.uint8)
             elif kind == "f64":
                 cols[name][i:i + 1] = np.frombuffer(struct.pack("<d", row[name]), dtype=np.float64)
             else:

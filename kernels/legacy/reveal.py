@@ -9,7 +9,13 @@ from blake3 import blake3
 
 from kernels import checks
 from kernels.constants import (
-    HASH_SIZE, I64_MAX, I64_MIN, MAX_REVEAL_ITEMS, MIN_NUMBERS, SUBSET_SUM_VARIANT)
+    HASH_SIZE,
+    I64_MAX,
+    I64_MIN,
+    MAX_REVEAL_ITEMS,
+    MIN_NUMBERS,
+    SUBSET_SUM_VARIANT,
+)
 from kernels.legacy.header import decode_header
 
 __all__ = ["check_solutions", "commitment", "commitments", "problem_bytes", "problem_hash",
@@ -107,7 +113,7 @@ def commitments(headers: np.ndarray, numbers: np.ndarray, num_offsets: np.ndarra
     idxs = checks.unpack(indices, idx_offsets)
     out = np.zeros((headers.shape[0], HASH_SIZE), dtype=np.uint8)
     for b in range(headers.shape[0]):
-        epoch_salt: bytes = decode_header(headers[b].tobytes())["prev_hash"]  # type: ignore
+        epoch_salt: bytes = decode_header(headers[b].tobytes())["prev_hash"]
         ph = problem_hash(nums[b], int(targets[b]))
         sh = solution_hash(idxs[b])
         out[b] = np.frombuffer(commitment(ph, epoch_salt, sh), dtype=np.uint8)

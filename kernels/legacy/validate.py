@@ -32,7 +32,7 @@ def _parent(parent: bytes | np.ndarray | Parent | None) -> Parent | None:
     p = checks.parent(parent)
     if isinstance(p, bytes):
         h = decode_header(p)
-        return (h["height"], hash_header(p), h["timestamp"])  # type: ignore[return-value]
+        return (h["height"], hash_header(p), h["timestamp"])
     return p
 
 
@@ -86,14 +86,14 @@ def _status(block: Block, now: int, difficulty_target: bytes, parent: Parent | N
     ph = problem_hash(block.numbers, block.target)
     if h["commitment_problem_hash"] != ph:
         status |= C.PROBLEM_HASH_MISMATCH
-    expected = commitment(ph, h["prev_hash"], solution_hash(block.indices))  # type: ignore[arg-type]
+    expected = commitment(ph, h["prev_hash"], solution_hash(block.indices))
     if h["commitment_hash"] != expected:
         status |= C.COMMITMENT_MISMATCH
     if not solution_ok(block.numbers, block.target, block.indices):
         status |= C.SOLUTION_INVALID
     if h["commitment_hash"] in seen:
         status |= C.COMMITMENT_REPLAY
-    seen.add(h["commitment_hash"])  # type: ignore[arg-type]
+    seen.add(h["commitment_hash"])
     return status
 
 
@@ -109,7 +109,7 @@ def validate_chain(blocks: Sequence[Block], now: int, difficulty_target: bytes,
     for block in blocks:
         out.append(_status(block, int(now), target, parent, seen))
         h = decode_header(block.header)
-        parent = (h["height"], hash_header(block.header), h["timestamp"])  # type: ignore[assignment]
+        parent = (h["height"], hash_header(block.header), h["timestamp"])
     return out
 
 

@@ -50,7 +50,7 @@ def _shadow(args: argparse.Namespace) -> int:
         engine = run = ShadowRun(opts)
     with BatchExporter(run.metrics, args.pushgateway, args.metrics_file, run.corpus,
                        force=args.force) as exporter:
-        result = engine.execute(on_shard=exporter.on_shard)  # type: ignore[attr-defined]
+        result = engine.execute(on_shard=exporter.on_shard)
     if exporter.warnings:
         result.report["warnings"] = result.report.get("warnings", []) + list(exporter.warnings)
     if args.report:

@@ -18,7 +18,7 @@ import json
 import math
 import re
 import struct
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 from kernels import constants as C
@@ -122,7 +122,7 @@ def block_from_json(obj: object) -> Block:
                  indices)
 
 
-def _lines(path: Path) -> Iterator[tuple[int, object]]:
+def _lines(path: Path) -> Generator[tuple[int, object], None, None]:
     """(line number, decoded JSON) of every non-blank line; ParityError names the line."""
     try:
         f = open(path, "rb")

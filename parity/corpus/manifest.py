@@ -126,7 +126,7 @@ def parse_manifest(data: object) -> Manifest:
         if not isinstance(f, dict):
             raise ValueError(f"files[{i}] must be an object")
         path = f.get("path")
-        if not _relative(path):
+        if not isinstance(path, str) or not _relative(path):
             raise ValueError(f"files[{i}].path must be a relative path inside the corpus, "
                              f"got {show(path)}")
         norm = PurePosixPath(path)

@@ -70,7 +70,8 @@ class Shard:
 
 def from_blocks(blocks: Sequence[Block]) -> Shard:
     """Pack per-object blocks into a shard (the twins' own packing, kernels.checks)."""
-    return Shard(*pack_blocks(blocks))
+    headers, ids, id_off, nums, num_off, targets, idxs, idx_off = pack_blocks(blocks)
+    return Shard(headers, ids, id_off, nums, num_off, targets, idxs, idx_off)
 
 
 def _fixed(arr: pa.FixedSizeBinaryArray, width: int) -> np.ndarray:
