@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 import threading
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -12,6 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from kernels.constants import COMMITMENT_REPLAY, TIER_NAMES
 from parity.functions import REGISTRY
 from parity.modes import Mode
+from parity.stats import FunctionStats
 
 if TYPE_CHECKING:
     from parity.step import ShardOutcome
@@ -23,18 +23,6 @@ BATCH_FUNCTIONS = tuple(REGISTRY)  # every compared function, at 0 from the star
 MAX_FUNCTIONS = 32
 SERVED = ("legacy", "refactored")
 IMPLEMENTATIONS = ("legacy", "refactored")
-
-
-@dataclass
-class _Running:
-    """Running sums behind the match-rate and speedup gauges of one function."""
-
-    legacy_seconds: float = 0.0
-    legacy_calls: int = 0
-    refactored_seconds: float = 0.0
-    refactored_calls: int = 0
-    compared: int = 0
-    mismatched: int = 0
 
 
 class Metrics:
@@ -79,7 +67,7 @@ class Metrics:
             buckets=BUCKETS, registry=r)
         self.replays = Counter("epoch_replay_detected_total",
                                "Blocks served with COMMITMENT_REPLAY set", registry=r)
-        self._sums: dict[str, _Running] = {}
+        self._sums: dict[str, FunctionStats] = {}  # behind the rate and speedup gauges
         self._children: dict[str, tuple] = {}
         self._served = {(m, s): self.mode_requests.labels(mode=m.label, served=s)
                         for m in Mode for s in SERVED}
@@ -104,7 +92,7 @@ class Metrics:
             self.legacy_duration.labels(function=fn)
             self.refactored_duration.labels(function=fn)
             self.speedup.labels(function=fn).set(math.nan)
-            self._sums[fn] = _Running()
+            self._sums[fn] = FunctionStats()
             impl = {"header_hash": self.header_hash, "merkle_root": self.merkle_root}.get(fn)
             self._children[fn] = (  # .labels() is slow: look each child up once
                 self.legacy_duration.labels(function=fn), self.refactored_duration.labels(function=fn),
@@ -128,21 +116,19 @@ class Metrics:
                 leg.observe(legacy_s)
                 if impl_l is not None:
                     impl_l.observe(legacy_s)
-                s.legacy_seconds += legacy_s
-                s.legacy_calls += 1
+                s.time("legacy", legacy_s)
             if refactored_s is not None:
                 ref.observe(refactored_s)
                 if impl_r is not None:
                     impl_r.observe(refactored_s)
-                s.refactored_seconds += refactored_s
-                s.refactored_calls += 1
+                s.time("refactored", refactored_s)
             if compared:
                 cmp_.inc(compared)
-                s.compared += compared
+                s.comparisons += compared
                 if mismatched:
                     mis.inc(mismatched)
-                    s.mismatched += mismatched
-                rate.set(1.0 - s.mismatched / s.compared)
+                    s.mismatches += mismatched
+                rate.set(1.0 - s.mismatches / s.comparisons)
             if compared and s.legacy_calls and s.refactored_calls and s.refactored_seconds > 0:
                 speed.set((s.legacy_seconds / s.legacy_calls)
                           / (s.refactored_seconds / s.refactored_calls))

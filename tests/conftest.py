@@ -63,3 +63,14 @@ def read_only(path: Path):
 def readonly():
     """The :func:`read_only` context manager, for tests."""
     return read_only
+
+
+def public_chain(vectors: dict) -> tuple[dict, list, tuple | None]:
+    """The public conformance chain: (its vector entry, its blocks, its anchor)."""
+    from kernels.constants import Block
+    c = vectors["chain"]
+    blocks = [Block(bytes.fromhex(b["header"]), [bytes.fromhex(t) for t in b["txids"]],
+                    b["numbers"], b["target"], b["indices"]) for b in c["blocks"]]
+    a = c["anchor"]
+    anchor = (a["height"], bytes.fromhex(a["hash"]), a["timestamp"]) if a else None
+    return c, blocks, anchor

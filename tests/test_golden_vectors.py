@@ -4,7 +4,7 @@ import pytest
 
 import kernels.jit as jit
 import kernels.legacy as legacy
-from kernels.constants import Block
+from tests.conftest import public_chain
 
 TWINS = [legacy, jit]
 
@@ -35,18 +35,9 @@ def test_merkle_roots(twin, public_vectors):
         assert twin.merkle_root([bytes.fromhex(t) for t in c["txids"]]).hex() == c["root"]
 
 
-def _chain(vectors):
-    c = vectors["chain"]
-    blocks = [Block(bytes.fromhex(b["header"]), [bytes.fromhex(t) for t in b["txids"]],
-                    b["numbers"], b["target"], b["indices"]) for b in c["blocks"]]
-    a = c["anchor"]
-    anchor = (a["height"], bytes.fromhex(a["hash"]), a["timestamp"]) if a else None
-    return c, blocks, anchor
-
-
 @pytest.mark.parametrize("twin", TWINS, ids=lambda t: t.NAME)
 def test_chain_statuses(twin, public_vectors):
-    c, blocks, anchor = _chain(public_vectors)
+    c, blocks, anchor = public_chain(public_vectors)
     assert len(blocks) == 300
     got = twin.validate_chain(blocks, c["now"], bytes.fromhex(c["difficulty_target"]), anchor)
     assert got == [b["expect"]["status"] for b in c["blocks"]]
@@ -58,7 +49,7 @@ def test_chain_statuses(twin, public_vectors):
 
 @pytest.mark.parametrize("twin", TWINS, ids=lambda t: t.NAME)
 def test_chain_per_block_outputs(twin, public_vectors):
-    c, blocks, _ = _chain(public_vectors)
+    c, blocks, _ = public_chain(public_vectors)
     for b, raw in zip(blocks, c["blocks"]):
         e = raw["expect"]
         assert twin.hash_header(b.header).hex() == e["header_hash"]
@@ -70,7 +61,7 @@ def test_chain_per_block_outputs(twin, public_vectors):
 @pytest.mark.parametrize("twin", TWINS, ids=lambda t: t.NAME)
 def test_chain_split_into_batches(twin, public_vectors):
     """Parent and replay state carried across batch boundaries give the same answer."""
-    c, blocks, parent = _chain(public_vectors)
+    c, blocks, parent = public_chain(public_vectors)
     target = bytes.fromhex(c["difficulty_target"])
     seen = twin.new_replay_state()
     got = []

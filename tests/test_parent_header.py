@@ -9,19 +9,10 @@ import kernels.jit as jit
 import kernels.legacy as legacy
 from kernels import constants as C
 from kernels.checks import pack_blocks
-from kernels.constants import Block
 from parity import strategies as ps
+from tests.conftest import public_chain
 
 TWINS = [legacy, jit]
-
-
-def _chain(vectors):
-    c = vectors["chain"]
-    blocks = [Block(bytes.fromhex(b["header"]), [bytes.fromhex(t) for t in b["txids"]],
-                    b["numbers"], b["target"], b["indices"]) for b in c["blocks"]]
-    a = c["anchor"]
-    anchor = (a["height"], bytes.fromhex(a["hash"]), a["timestamp"]) if a else None
-    return c, blocks, anchor
 
 
 def _shard(arrays, lo: int, hi: int) -> tuple[np.ndarray, ...]:
@@ -42,7 +33,7 @@ def _shard(arrays, lo: int, hi: int) -> tuple[np.ndarray, ...]:
 def test_public_chain_in_shards_with_header_parents(twin, size, public_vectors):
     """Shard by shard, each parent the previous block's header (as ``bytes`` and as
     ``uint8[276]`` in turn), the first the corpus anchor, replay state carried."""
-    c, blocks, anchor = _chain(public_vectors)
+    c, blocks, anchor = public_chain(public_vectors)
     arrays = pack_blocks(blocks)
     target = bytes.fromhex(c["difficulty_target"])
     replay = twin.new_replay_state()
@@ -61,7 +52,7 @@ def test_public_chain_in_shards_with_header_parents(twin, size, public_vectors):
 
 @pytest.mark.parametrize("twin", TWINS, ids=lambda t: t.NAME)
 def test_validate_chain_takes_a_header_parent(twin, public_vectors):
-    c, blocks, anchor = _chain(public_vectors)
+    c, blocks, anchor = public_chain(public_vectors)
     target = bytes.fromhex(c["difficulty_target"])
     seen = twin.new_replay_state()
     got = twin.validate_chain(blocks[:100], c["now"], target, anchor, seen)
