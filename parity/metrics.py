@@ -67,6 +67,9 @@ class Metrics:
             buckets=BUCKETS, registry=r)
         self.replays = Counter("epoch_replay_detected_total",
                                "Blocks served with COMMITMENT_REPLAY set", registry=r)
+        self.bypasses = Counter("epoch_replay_bypass_successful_total",
+                                "Blocks served without COMMITMENT_REPLAY while the other twin "
+                                "set it (a replay got through: P0)", registry=r)
         self._sums: dict[str, FunctionStats] = {}  # behind the rate and speedup gauges
         self._children: dict[str, tuple] = {}
         self._served = {(m, s): self.mode_requests.labels(mode=m.label, served=s)
@@ -145,6 +148,7 @@ class Metrics:
                 self.served(out.mode, which, n)
         if out.status is not None:
             self.replays.inc(int(np.count_nonzero(out.status & COMMITMENT_REPLAY)))
+            self.bypasses.inc(replay_bypasses(out.status, out.statuses.values()))
         if out.validation_seconds is not None and out.blocks:
             per_block = out.validation_seconds / out.blocks
             for tier, count in out.tiers.items():
@@ -166,3 +170,12 @@ def observe_many(child: Any, value: float, count: int) -> None:
         if value <= bound:
             buckets[i].inc(count)
             break
+
+
+def replay_bypasses(served: np.ndarray, statuses: Any) -> int:
+    """Blocks served without COMMITMENT_REPLAY although a twin set it (so the other twin,
+    the one served, let the replay through). Only countable where both twins ran."""
+    flagged = np.zeros(served.shape, dtype=bool)
+    for s in statuses:
+        flagged |= (s & COMMITMENT_REPLAY) != 0
+    return int(np.count_nonzero(flagged & ((served & COMMITMENT_REPLAY) == 0)))

@@ -320,11 +320,15 @@ class ModeState:
 
     # --- changes -----------------------------------------------------------------------
     def _change(self, what: str, decide: Callable[[Mode, sqlite3.Connection], Mode | None],
-                reason: str) -> dict | None:
+                reason: str, work: Callable[[sqlite3.Connection], None] | None = None
+                ) -> dict | None:
         """Read the mode in force inside one write transaction, let ``decide`` pick the new
-        one (or None), record it. Raises StateError (and serves legacy) when not durable."""
+        one (or None), record it; ``work`` writes more in the same transaction. Raises
+        StateError (and serves legacy) when not durable."""
         try:
             with self._write(what) as db:
+                if work is not None:
+                    work(db)
                 if self._pending:
                     self._flush_into(db)
                     self._pending.clear()
@@ -357,11 +361,13 @@ class ModeState:
         return self._change("demote (roll back)",
                             lambda m, db: Mode.SHADOW if rollback_applies(m) else None, reason)
 
-    def demote_primary(self, reason: str) -> dict | None:
-        """Mode 2 -> 1 after a mismatch seen in mode 2 (not a rollback of mode 3)."""
-        return self._change("demote after a mismatch",
-                            lambda m, db: Mode.SHADOW if m == Mode.REFACTORED_PRIMARY else None,
-                            reason)
+    def demote_primary(self, reason: str | None,
+                       work: Callable[[sqlite3.Connection], None] | None = None) -> dict | None:
+        """Mode 2 -> 1 after a mismatch seen in mode 2 (not a rollback of mode 3); with
+        ``reason`` None nothing changes but ``work`` (in the same transaction)."""
+        return self._change("demote after a mismatch" if reason else "record",
+                            lambda m, db: Mode.SHADOW if reason and m == Mode.REFACTORED_PRIMARY
+                            else None, reason or "", work)
 
     def set_mode(self, to: Mode, reason: str) -> dict | None:
         """An operator's change; a promotion obeys :meth:`promotion_refusal`."""

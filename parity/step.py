@@ -98,6 +98,7 @@ class ShardOutcome:
     kernel_seconds: float = 0.0
     legacy_ran: bool = False
     status: np.ndarray | None = None  # served statuses, when validated
+    statuses: dict[str, np.ndarray] = field(default_factory=dict)  # each twin's, when it ran
     tiers: dict[str, int] = field(default_factory=dict)  # validated blocks per tier
     validation_seconds: float | None = None  # the served side's validation time
 
@@ -232,6 +233,9 @@ def process_shard(index: int, shard: Shard, ctx: ShardContext) -> ShardOutcome:
         if fn.chain_state:
             legacy_validated = cl.ran
             out.status = np.asarray(served[fn.name], dtype=np.uint32)
+            out.statuses = {c_name: np.asarray(c.out, dtype=np.uint32) for c_name, c in
+                            (("legacy", cl), ("refactored", cr))
+                            if c.ran and c.error is None and np.shape(c.out) == (n,)}
             timed = cl if mode.runs_legacy and cl.ran else cr
             out.validation_seconds = timed.seconds
             out.tiers = _tiers(shard)
