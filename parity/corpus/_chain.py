@@ -40,7 +40,7 @@ def encode_headers(fields: Mapping[str, np.ndarray]) -> np.ndarray:
     are stored with numpy's casts into the field types; floats keep their bits."""
     n = len(fields["version"])
     records = np.zeros(n, dtype=HEADER_DTYPE)
-    for name in HEADER_DTYPE.names:
+    for name, *_ in C.HEADER_FIELDS:
         records[name] = fields[name]
     return records.view(np.uint8).reshape(n, C.HEADER_SIZE)
 
@@ -54,7 +54,7 @@ def hash_slices(data: np.ndarray, bounds: np.ndarray) -> np.ndarray:
     out: list[bytes] = []
     append = out.append
     edges = bounds.tolist()
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
         update(raw[lo:hi])
         append(digest())
         reset()
@@ -195,7 +195,7 @@ def link_and_mine(headers: np.ndarray, problem: np.ndarray, solution: np.ndarray
     failed = -1
     for i, keep, mode, flip, pick, miss, nonce in zip(
             range(n), keep_prev.tolist(), commit_mode.tolist(), flip_at.tolist(),
-            replay_pick.tolist(), miss_target.tolist(), nonce_start.tolist()):
+            replay_pick.tolist(), miss_target.tolist(), nonce_start.tolist(), strict=True):
         header = raw[i * C.HEADER_SIZE:(i + 1) * C.HEADER_SIZE]
         if not keep:
             header[_PREV] = parent

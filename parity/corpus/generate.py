@@ -18,8 +18,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kernels import constants as C
-from parity.corpus._chain import (MAX_TRIES, encode_headers, link_and_mine, merkle_roots,
-                                  reveal_hashes)
+from parity.corpus._chain import (
+    MAX_TRIES,
+    encode_headers,
+    link_and_mine,
+    merkle_roots,
+    reveal_hashes,
+)
 from parity.corpus.shard import Shard
 from parity.corpus.writer import CORPUS_OWNED, CorpusWriter, check_rows_per_file
 from parity.errors import ParityError
