@@ -1,9 +1,10 @@
 """Deterministic chain generator with fault injection (``parity corpus generate``).
 
 Blocks are drawn a shard at a time from ``numpy.random.default_rng((seed, shard))``;
-only linking and mining run block by block (:mod:`._mine`). A chosen fraction of
-blocks breaks one chosen rule of SPEC section 4; ``ground-truth.parquet`` beside
-the corpus holds the expected status of every block.
+only linking and mining run block by block. A chosen fraction of blocks breaks one
+chosen rule of SPEC section 4; ``ground-truth.parquet`` beside the corpus holds the
+expected status of every block. Encoding and hashing come from :mod:`._chain` (the
+``blake3`` package and numpy), never from either twin under test.
 """
 from __future__ import annotations
 
@@ -17,8 +18,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kernels import constants as C
-from kernels.jit import encode_headers, merkle_roots, reveal_hashes
-from parity.corpus._mine import link_and_mine
+from parity.corpus._chain import (
+    MAX_TRIES,
+    encode_headers,
+    link_and_mine,
+    merkle_roots,
+    reveal_hashes,
+)
 from parity.corpus.shard import Shard
 from parity.corpus.writer import CORPUS_OWNED, CorpusWriter, check_rows_per_file
 from parity.errors import ParityError
@@ -80,8 +86,7 @@ class _Chain:
         self.clock = opts.now - span
         self.ts = self.clock
         self.anchor = (self.height, self.hash, self.ts) if opts.anchor else None
-        self.history = np.zeros((REPLAY_POOL, 32), dtype=np.uint8)
-        self.history_len = 0
+        self.history: list[bytes] = []  # the last REPLAY_POOL commitments
         self.first = True
 
 
@@ -139,8 +144,7 @@ def _shard(opts: GenerateOptions, chain: _Chain, index: int, n: int
     targets = np.zeros(n, dtype=np.int64)
     np.add.at(targets, owner[chosen], numbers[chosen])
     targets[is_rule["SOLUTION_INVALID"]] += 1
-    salts = np.zeros((n, 32), dtype=np.uint8)
-    problem, solution, _ = reveal_hashes(numbers, num_off, targets, indices, idx_off, salts)
+    problem, solution = reveal_hashes(numbers, num_off, targets, indices, idx_off)
 
     # header fields
     versions = rng.integers(1, 3, n).astype(np.uint32)
@@ -184,23 +188,21 @@ def _shard(opts: GenerateOptions, chain: _Chain, index: int, n: int
     ph_bad = is_rule["PROBLEM_HASH_MISMATCH"]
     fields["commitment_problem_hash"][ph_bad] = rng.integers(0, 256, (int(ph_bad.sum()), 32),
                                                              dtype=np.uint8)
-    headers = np.ascontiguousarray(encode_headers(fields))
+    headers = encode_headers(fields)
 
     commit_mode = np.zeros(n, dtype=np.int8)
     commit_mode[is_rule["COMMITMENT_MISMATCH"]] = 1
     commit_mode[is_rule["COMMITMENT_REPLAY"]] = 2
-    history = np.concatenate([chain.history[:chain.history_len], np.zeros((n, 32), np.uint8)])
-    parent_hash = np.frombuffer(chain.hash, dtype=np.uint8).copy()
-    target = np.frombuffer(opts.difficulty_target, dtype=np.uint8)
-    hashes, failed, _ = link_and_mine(
+    history = list(chain.history)
+    headers, hashes, failed = link_and_mine(
         headers, problem, solution, is_rule["PREV_HASH_MISMATCH"], commit_mode,
         rng.integers(0, 256, n), rng.random(n), is_rule["DIFFICULTY_NOT_MET"],
-        rng.integers(0, 2**62, n).astype(np.uint64), target, parent_hash, history,
-        chain.history_len, 1 << 16)
+        rng.integers(0, 2**62, n).astype(np.uint64), opts.difficulty_target, chain.hash,
+        history)
     if failed >= 0:
         want = "above" if is_rule["DIFFICULTY_NOT_MET"][failed] else "below"
-        raise ParityError(f"block {failed} of shard {index}: no nonce in {16 << 16} tries hashes "
-                          f"{want} difficulty target {opts.difficulty_target.hex()}")
+        raise ParityError(f"block {failed} of shard {index}: no nonce in {MAX_TRIES} tries "
+                          f"hashes {want} difficulty target {opts.difficulty_target.hex()}")
 
     # ground truth: injected faults by construction, chain relations from the written values
     status = np.zeros(n, dtype=np.uint32)
@@ -226,9 +228,7 @@ def _shard(opts: GenerateOptions, chain: _Chain, index: int, n: int
         chain.hash = hashes[-1].tobytes()
         chain.ts = int(ts[-1])
         chain.clock = int(clock[-1])
-        keep = history[:chain.history_len + n][-REPLAY_POOL:]
-        chain.history[:keep.shape[0]] = keep
-        chain.history_len = keep.shape[0]
+        chain.history = history[-REPLAY_POOL:]
         chain.first = False
     shard = Shard(headers, ids, id_off, numbers, num_off, targets, indices, idx_off)
     return shard, status
