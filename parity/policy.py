@@ -9,6 +9,9 @@ from typing import Literal
 from parity.modes import Mode
 
 Side = Literal["legacy", "refactored"]
+PROMOTION_WINDOW_SECONDS = 300
+PROMOTION_MIN_COMPARISONS = 10_000
+PROMOTION_MAX_MISMATCH_RATE = 0.0001  # 0.01%
 
 
 @dataclass(frozen=True)
@@ -60,3 +63,21 @@ def rollback_applies(mode: Mode) -> bool:
     """An external rollback demotes modes 2 and 3 to mode 1 (decided against the mode in
     force at that moment)."""
     return mode in (Mode.REFACTORED_PRIMARY, Mode.REFACTORED_ONLY)
+
+
+def promotion_refusal(current: Mode, to: Mode, comparisons: int, mismatches: int) -> str | None:
+    """Why promoting ``current`` -> ``to`` is refused, given the last 5 minutes' counts
+    over every process; None when allowed (0 -> 1 needs nothing: legacy is still served)."""
+    if current == Mode.LEGACY_ONLY and to == Mode.SHADOW:
+        return None  # starting to compare still serves legacy: no gate
+    if to != current + 1:
+        return (f"promotion goes one step at a time: {current.label} -> {to.label} is not "
+                "allowed")
+    if comparisons < PROMOTION_MIN_COMPARISONS:
+        return (f"promotion to {to.label} refused: the last 5 minutes hold "
+                f"{comparisons:,} comparisons, fewer than {PROMOTION_MIN_COMPARISONS:,}")
+    rate = mismatches / comparisons
+    if rate > PROMOTION_MAX_MISMATCH_RATE:
+        return (f"promotion to {to.label} refused: mismatch rate {rate:.4%} over the last "
+                f"5 minutes is above {PROMOTION_MAX_MISMATCH_RATE:.2%}")
+    return None

@@ -21,15 +21,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from parity import policy
 from parity.errors import ParityError, StateError
 from parity.modes import Mode, mode_from_env, parse_mode
-from parity.policy import rollback_applies
+from parity.policy import PROMOTION_WINDOW_SECONDS, rollback_applies
 
 log = logging.getLogger("parity.state")
 
-PROMOTION_WINDOW_SECONDS = 300
-PROMOTION_MIN_COMPARISONS = 10_000
-PROMOTION_MAX_MISMATCH_RATE = 0.0001  # 0.01%
 DEFAULT_STATE = ".parity/state.db"
 SCHEMA_VERSION = 1
 
@@ -373,7 +371,7 @@ class ModeState:
         """An operator's change; a promotion obeys :meth:`promotion_refusal`."""
         def decide(current: Mode, db: sqlite3.Connection) -> Mode | None:
             if to > current:
-                refusal = self._refusal(current, to, *self._window(db))
+                refusal = policy.promotion_refusal(current, to, *self._window(db))
                 if refusal:
                     raise ParityError(refusal)
             return to
@@ -384,7 +382,7 @@ class ModeState:
         def decide(current: Mode, db: sqlite3.Connection) -> Mode | None:
             if current == Mode.REFACTORED_ONLY:
                 raise ParityError(f"already at {current.label}: nothing to promote to")
-            refusal = self._refusal(current, Mode(current + 1), *self._window(db))
+            refusal = policy.promotion_refusal(current, Mode(current + 1), *self._window(db))
             if refusal:
                 raise ParityError(refusal)
             return Mode(current + 1)
@@ -399,23 +397,7 @@ class ModeState:
             if current == Mode.REFACTORED_ONLY:
                 return f"already at {current.label}: nothing to promote to"
             to = Mode(current + 1)
-        return self._refusal(current, to, *self.window())
-
-    @staticmethod
-    def _refusal(current: Mode, to: Mode, comparisons: int, mismatches: int) -> str | None:
-        if current == Mode.LEGACY_ONLY and to == Mode.SHADOW:
-            return None  # starting to compare still serves legacy: no gate
-        if to != current + 1:
-            return (f"promotion goes one step at a time: {current.label} -> {to.label} is not "
-                    "allowed")
-        if comparisons < PROMOTION_MIN_COMPARISONS:
-            return (f"promotion to {to.label} refused: the last 5 minutes hold "
-                    f"{comparisons:,} comparisons, fewer than {PROMOTION_MIN_COMPARISONS:,}")
-        rate = mismatches / comparisons
-        if rate > PROMOTION_MAX_MISMATCH_RATE:
-            return (f"promotion to {to.label} refused: mismatch rate {rate:.4%} over the last "
-                    f"5 minutes is above {PROMOTION_MAX_MISMATCH_RATE:.2%}")
-        return None
+        return policy.promotion_refusal(current, to, *self.window())
 
     def close(self) -> None:
         with self._lock:

@@ -118,7 +118,7 @@ def test_twins_share_only_neutral_modules():
 
 def test_corpus_generator_is_independent_of_both_twins():
     g = graph()
-    for m in ("parity.corpus.generate", "parity.corpus._mine"):
+    for m in ("parity.corpus.generate", "parity.corpus._chain"):
         if m in g:
             assert not {t for t in g[m] if t.startswith("kernels.jit")
                         or t.startswith("kernels.legacy")}, m

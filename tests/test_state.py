@@ -16,8 +16,9 @@ from parity.cli import main
 from parity.errors import ParityError, StateError
 from parity.modes import Mode
 from parity.percall import Controller
+from parity.policy import PROMOTION_MIN_COMPARISONS
 from parity.server import ParityServer
-from parity.state import PROMOTION_MIN_COMPARISONS, ModeState
+from parity.state import ModeState
 from tests.conftest import ROOT
 
 WORKER = r"""

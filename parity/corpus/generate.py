@@ -137,7 +137,7 @@ def _shard(opts: GenerateOptions, chain: _Chain, index: int, n: int
     numbers = rng.integers(1, 1000, int(num_off[-1]), dtype=np.int64)
     owner = np.repeat(np.arange(n), k)
     local = np.arange(numbers.shape[0]) - num_off[owner]
-    chosen = rng.random(numbers.shape[0]) < 0.5
+    chosen = np.asarray(rng.random(numbers.shape[0]) < 0.5)
     chosen[num_off[:-1][k > 0]] |= True
     indices = local[chosen].astype(np.uint64)
     idx_off = _csr_counts(np.bincount(owner[chosen], minlength=n))
@@ -170,7 +170,7 @@ def _shard(opts: GenerateOptions, chain: _Chain, index: int, n: int
         values[mask] = rng.choice(np.array(bad), int(mask.sum()))
         return values
 
-    fields = {
+    fields: dict[str, np.ndarray] = {
         "version": versions, "height": heights.astype(np.uint64),
         "prev_hash": rng.integers(0, 256, (n, 32), dtype=np.uint8), "timestamp": ts,
         "transactions_root": roots, "solutions_root": rng.integers(0, 256, (n, 32), np.uint8),
