@@ -29,9 +29,9 @@ def metrics_file_output(path: str) -> OutputFile:
     return OutputFile(path, "--metrics-file", text_starts_with(TEXTFILE_HEADER))
 
 
-def validate_pushgateway_url(url: str) -> str:
+def validate_pushgateway_url(url: str, flag: str = "--pushgateway") -> str:
     """``url`` if it is an http(s)://host[:port][/path] URL, else ParityError."""
-    usage = f"--pushgateway {url!r}: expected http://host[:port] or https://host[:port]"
+    usage = f"{flag} {url!r}: expected http://host[:port] or https://host[:port]"
     if not url or any(c.isspace() or not c.isprintable() for c in url):
         raise ParityError(usage)
     try:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from prometheus_client import ProcessCollector
 
 from parity import policy
 from parity.compare import Comparator, describe, values_equal
@@ -119,6 +120,8 @@ class Controller:
                  flush_every: float = 1.0) -> None:
         self.state = state or _open_default_state()
         self.metrics = metrics or Metrics()  # the batch functions exist at 0 from the start
+        if "process_resident_memory_bytes" not in self.metrics.registry._names_to_collectors:
+            ProcessCollector(registry=self.metrics.registry)  # process_* of a serving process
         self.metrics.set_mode(self.state.mode)
         self.state.listeners.append(lambda change: self.metrics.set_mode(self.state.mode))
         self.sample = sample

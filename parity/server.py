@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
 
 import waitress
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -40,7 +41,7 @@ log = logging.getLogger("parity.server")
 logging.getLogger("waitress.queue").setLevel(logging.ERROR)
 
 WEBHOOK_PATH = "/alertmanager"
-MAX_BODY = 1 << 20            #: largest request body accepted (bytes)
+MAX_BODY = 1 << 20            #: largest request body accepted (bytes), on every route
 MAX_HEADERS = 64 << 10        #: largest request head accepted (bytes)
 IDLE_TIMEOUT = 10.0           #: seconds of silence after which a connection is closed
 THREADS = 4                   #: workers running routes
@@ -66,10 +67,17 @@ def error(status: int, message: str) -> Response:
     return json_response(status, {"error": message})
 
 
-#: a route: the request body (b"" for GET) -> the response
+class Request(bytes):
+    """A request body (b"" for GET) that also carries its decoded query string."""
+
+    query: dict[str, str]
+
+
+#: a route: the request (its body, with ``.query``) -> the response
 Route = Callable[[bytes], Response]
 
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+            409: "Conflict",
             411: "Length Required", 413: "Payload Too Large", 500: "Internal Server Error",
             503: "Service Unavailable"}
 
@@ -200,7 +208,7 @@ class ParityServer:
 
     # ---- WSGI -----------------------------------------------------------------------
 
-    def dispatch(self, method: str, path: str, body: bytes) -> Response:
+    def dispatch(self, method: str, path: str, body: bytes, query: str = "") -> Response:
         """The response of a route; 503 when the mode state cannot be read or changed."""
         route = self.routes.get(("GET" if method == "HEAD" else method, path))
         if route is None:
@@ -209,8 +217,10 @@ class ParityServer:
                 return Response(405, error(405, f"{method} not allowed on {path}").body,
                                 headers=(("Allow", ", ".join(allowed)),))
             return error(404, f"no such path {path[:200]}")
+        request = Request(body)
+        request.query = {k: v[-1] for k, v in parse_qs(query[:4096]).items()}
         try:
-            return route(body)
+            return route(request)
         except StateError as exc:
             log.error("%s %s: mode state not durable: %s", method, path, exc)
             return error(503, "mode state could not be made durable; retry later")
@@ -232,7 +242,7 @@ class ParityServer:
         else:
             if length:
                 body = environ["wsgi.input"].read(int(length))
-            response = self.dispatch(method, path, body)
+            response = self.dispatch(method, path, body, environ.get("QUERY_STRING") or "")
         start_response(f"{response.status} {_REASONS.get(response.status, 'Error')}",
                        [("Content-Type", response.content_type),
                         ("Content-Length", str(len(response.body))), *response.headers])
@@ -252,11 +262,17 @@ class ParityServer:
             return
         self._stopped = True
         channels = self._server._map
+        woken = False
         if self.thread is not None and self.thread.is_alive():
-            self._server.trigger.pull_trigger(
-                lambda: wasyncore.close_all(channels, ignore_all=True))
-            self.thread.join(timeout=5)
-        else:
+            try:
+                self._server.trigger.pull_trigger(
+                    lambda: wasyncore.close_all(channels, ignore_all=True))
+                woken = True
+            except OSError as exc:  # the loop's wake-up pipe is gone: close from here
+                log.warning("parity serve: wake-up pipe unusable at stop (%s)", exc)
+            if woken:
+                self.thread.join(timeout=5)
+        if not woken:
             wasyncore.close_all(channels, ignore_all=True)
         self._server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
         self._sock.close()

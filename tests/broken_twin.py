@@ -3,7 +3,8 @@
 - ``flip``: one byte of the header hash flipped for blocks whose height is in
   $BROKEN_TWIN_HEIGHTS;
 - ``odd_copy``: the odd merkle node is copied instead of re-hashed;
-- ``negzero``: -0.0 is treated as negative in the float rules.
+- ``negzero``: -0.0 is treated as negative in the float rules;
+- ``noreplay``: COMMITMENT_REPLAY is never set (a replay gets through).
 
 Everything else is the JIT twin.
 """
@@ -69,6 +70,8 @@ def validate_blocks(headers, ids, id_offsets, numbers, num_offsets, targets, ind
                                   indices, idx_offsets, now=now,
                                   difficulty_target=difficulty_target, parent=parent,
                                   replay=replay)
+    if "noreplay" in _flavours():
+        status &= np.uint32(~C.COMMITMENT_REPLAY & 0xFFFFFFFF)
     if "negzero" in _flavours():
         for off, bit in ((C.OFF_WORK_SCORE, C.WORK_SCORE_INVALID),
                          (C.OFF_COMPLEXITY_WEIGHT, C.COMPLEXITY_WEIGHT_INVALID),

@@ -6,6 +6,7 @@ import json
 import sys
 from typing import Any
 
+from parity.cli import live
 from parity.cli.args import add_parser, mode, port
 from parity.errors import ParityError, StateError
 
@@ -58,6 +59,11 @@ def _serve(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:  # ValueError: a host name IDNA cannot encode
         reason = getattr(exc, "strerror", None) or exc
         raise ParityError(f"cannot listen on {args.host}:{args.port} ({reason})") from None
+    try:
+        live.attach(args, controller, server)
+    except BaseException:
+        server.stop()
+        raise
     host, bound = server.address
     print(f"parity serve: http://{host}:{bound}/metrics, webhook POST {host}:{bound}/alertmanager, "
           f"mode {controller.mode.label}", flush=True)
@@ -101,4 +107,5 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="mode 2: share of calls on which legacy also runs")
     s.add_argument("--workload", help="corpus to replay through per-call experiments")
     s.add_argument("--rate", type=float, default=200.0, help="workload blocks per second")
+    live.add_serve_options(s)
     s.set_defaults(func=_serve)
