@@ -1,5 +1,11 @@
 """Live validation: equal to a batch run, idempotent, durable, and the replay metrics."""
 import json
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -18,6 +24,7 @@ from parity.percall import Controller
 from parity.server import ParityServer
 from parity.shadow import ShadowOptions, ShadowRun
 from parity.state import ModeState
+from tests.conftest import ROOT
 
 LOCAL = ("file", "row", "replay")
 
@@ -227,3 +234,111 @@ def test_chain_parameters_are_fixed_per_store(corpus, tmp_path):
     controller = Controller(ModeState(state))
     with pytest.raises(ParityError, match="other parameters"):
         LiveValidator(controller, Chain(1, bytes(32), None))
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory):
+    path = tmp_path_factory.mktemp("live-big") / "c20k"
+    generate(path, GenerateOptions(blocks=20_000, seed=12, fault_rate=0.03, shard_size=2_000,
+                                   rows_per_file=10_000))
+    assert int(np.bitwise_or.reduce(read_truth(path))) == C.ALL_RULES
+    return path
+
+
+@pytest.mark.slow
+def test_feed_equals_shadow_20k(big, tmp_path):
+    live = Live(big, tmp_path / "state.db")
+    try:
+        feed(str(big), live.url, batch=100, results=str(tmp_path / "live.parquet"))
+        shadow(big, tmp_path)
+        assert pq.read_table(tmp_path / "live.parquet").equals(
+            pq.read_table(tmp_path / "shadow.parquet"))
+    finally:
+        live.stop()
+
+
+def _free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    def __init__(self, corpus, state, port):
+        self.args = [sys.executable, "-m", "parity", "serve", "--chain", str(corpus),
+                     "--port", str(port), "--state", str(state)]
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(self.args, cwd=ROOT, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(self.url + "/chain", timeout=2) as r:
+                    return json.loads(r.read())
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(self.proc.stderr.read().decode()) from None
+                time.sleep(0.1)
+        raise RuntimeError("server did not start")
+
+    def kill(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        self.proc.stderr.close()
+
+
+@pytest.mark.slow
+def test_sigkill_ten_times_while_feeding(big, tmp_path):
+    from parity.feed import Client
+    server = ServerProcess(big, tmp_path / "state.db", _free_port())
+    server.start()
+    done, failure = threading.Event(), []
+
+    def run_feed():
+        try:  # the feed retries while the server is away; run again after a failure
+            for _ in range(5):
+                try:
+                    feed(str(big), server.url, batch=100, results=str(tmp_path / "live.parquet"),
+                         force=True, client=Client(server.url, retry_seconds=90))
+                    return
+                except Exception as exc:
+                    failure.append(exc)
+        finally:
+            done.set()
+    t = threading.Thread(target=run_feed)
+    t.start()
+    rng = random.Random(3)
+    acknowledged_at_kill = []
+    try:
+        for _ in range(10):
+            if done.wait(rng.uniform(0.3, 1.2)):
+                break
+            server.kill()
+            acknowledged_at_kill.append(server.start()["blocks"])
+    finally:
+        t.join(timeout=300)
+        chain = server.start() if server.proc.poll() is not None else None
+        records = json.loads(urllib.request.urlopen(server.url + "/chain", timeout=10).read())
+        server.kill()
+    assert len(acknowledged_at_kill) == 10, f"the feed ended before ten kills: {failure}"
+    assert done.is_set() and len(failure) < 5
+    assert records["blocks"] == 20_000 and chain is None
+    shadow(big, tmp_path)
+    assert pq.read_table(tmp_path / "live.parquet").equals(
+        pq.read_table(tmp_path / "shadow.parquet"))
+    # a commitment acknowledged before a kill, replayed after it, was still detected
+    status = pq.read_table(tmp_path / "live.parquet").column("status").to_numpy()
+    commits = np.concatenate([open_corpus(big).read_headers(g)[:, 116:148]
+                              for g in open_corpus(big).row_groups()])
+    first = {}
+    crossing = 0
+    for i, c in enumerate(map(bytes, commits)):
+        if c in first and any(first[c] < k <= i for k in acknowledged_at_kill):
+            assert status[i] & C.COMMITMENT_REPLAY
+            crossing += 1
+        first.setdefault(c, i)
+    assert crossing > 0

@@ -55,15 +55,16 @@ def _serve(args: argparse.Namespace) -> int:
         from parity.corpus import open_corpus
         open_corpus(args.workload)  # a bad corpus is an error before anything is served
     try:
-        server = ParityServer(controller, args.host, args.port).start()
+        server = ParityServer(controller, args.host, args.port)
     except (OSError, ValueError) as exc:  # ValueError: a host name IDNA cannot encode
         reason = getattr(exc, "strerror", None) or exc
         raise ParityError(f"cannot listen on {args.host}:{args.port} ({reason})") from None
-    try:
+    try:  # every route in place before the first request is answered
         live.attach(args, controller, server)
     except BaseException:
         server.stop()
         raise
+    server.start()
     host, bound = server.address
     print(f"parity serve: http://{host}:{bound}/metrics, webhook POST {host}:{bound}/alertmanager, "
           f"mode {controller.mode.label}", flush=True)
