@@ -9,7 +9,6 @@ import yaml
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from parity.metrics import Metrics
 from tests.servers import tool
 
 MON = Path(__file__).resolve().parent.parent / "monitoring"
@@ -81,7 +80,7 @@ def test_rollback_route_first_and_continues():
 
 GRAFANA_VARS = {"$__rate_interval": "1m", "$__range": "1h", "$__interval": "1m", "$function": ".+"}
 FUNCTIONS = {"rate", "increase", "irate", "sum", "max", "min", "avg", "histogram_quantile",
-             "by", "without", "on", "ignoring", "and", "or", "unless", "round", "vector"}
+             "by", "without", "on", "ignoring", "and", "or", "unless", "round", "vector", "changes"}
 
 
 def dashboard():
@@ -89,7 +88,9 @@ def dashboard():
 
 
 def exprs():
-    return [t["expr"] for p in dashboard()["panels"] for t in p["targets"]]
+    d = dashboard()
+    return [t["expr"] for p in d["panels"] for t in p.get("targets", [])] + \
+        [a["expr"] for a in d["annotations"]["list"] if "expr" in a]
 
 
 def test_dashboard_shape():
@@ -120,7 +121,12 @@ def test_dashboard_queries_parse(tmp_path):
 
 
 def _exported():
-    text = generate_latest(Metrics().registry).decode()
+    from parity.live import LiveMetrics
+    from parity.percall import Controller
+    from parity.state import ModeState
+    controller = Controller(ModeState(None))  # a serving process's registry, live included
+    LiveMetrics(controller.metrics)
+    text = generate_latest(controller.metrics.registry).decode()
     names, counters = set(), set()
     for fam in text_string_to_metric_families(text):
         for s in fam.samples:
@@ -135,8 +141,9 @@ def _exported():
 def _metric_names(expr):
     expr = re.sub(r"\{[^}]*\}", "", re.sub(r'"[^"]*"', "", expr))
     expr = re.sub(r"\[[^\]]*\]", "", expr)
+    expr = re.sub(r"\b(by|without)\s*\([^)]*\)", "", expr)  # grouping labels, not metrics
     return {m for m in re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", expr)
-            if m not in FUNCTIONS and not m.startswith("__") and m not in ("le", "function")}
+            if m not in FUNCTIONS and not m.startswith("__")}
 
 
 def test_dashboard_uses_only_exported_metrics():
