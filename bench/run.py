@@ -140,19 +140,18 @@ def main() -> int:
     machine = {"cpu": cpu_name(), "cores": os.cpu_count(),
                "python": platform.python_version(), "numba": numba.__version__,
                "date": time.strftime("%Y-%m-%d")}
-    try:
-        machine["cpu"] = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
-                              if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     rows = run_suite(out, args.sizes)
     extras = {"package": measure.package_ratio(), "threads": measure.thread_scaling(),
               "startup": measure.startup(), "per_call": measure.per_call()}
     extras["shadow"] = [measure.shadow_run(int(b)) for b in args.shadow_blocks.split(",") if b]
+    from bench import live
+    extras["live"] = live.run()
     (out / "results.json").write_text(json.dumps({"machine": machine, "kernels": rows,
                                                   **extras}, indent=2))
     plots(rows, extras, out)
-    (out / "report.md").write_text(render(rows, extras, machine))
+    from bench.live import markdown
+    (out / "report.md").write_text(render(rows, extras, machine) + "\n" +
+                                   markdown(extras["live"]) + "\n")
     print((out / "report.md").read_text())
     return 0
 
