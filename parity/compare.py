@@ -63,13 +63,19 @@ def _bits(x: float) -> bytes:
     return struct.pack("<d", x)
 
 
+_PLAIN = frozenset({bytes, str, int, bool, type(None)})
+
+
 def values_equal(a: Any, b: Any) -> bool:
     """SPEC section 5: the same type and the same bits. Arrays need the same dtype and
     shape; floats (Python and numpy) compare by their IEEE bits, so NaN payloads count and
     -0.0 != 0.0; ``b''`` and ``bytearray()``, a list and a tuple, ``np.uint32(5)`` and
     ``5`` all differ. Sequences and dicts compare element by element."""
-    if type(a) is not type(b):
+    t = type(a)
+    if t is not type(b):
         return False
+    if t in _PLAIN:  # the common cases first: equality is bit equality for these
+        return bool(a == b)
     if isinstance(a, np.ndarray):
         if a.dtype != b.dtype or a.shape != b.shape:
             return False

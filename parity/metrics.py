@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,6 +26,19 @@ SERVED = ("legacy", "refactored")
 IMPLEMENTATIONS = ("legacy", "refactored")
 
 
+class _BeforeCollect:
+    """A collector that yields nothing but runs hooks first (registered before the rest,
+    so the series read afterwards are up to date)."""
+
+    def __init__(self, hooks: list[Callable[[], None]]) -> None:
+        self.hooks = hooks
+
+    def collect(self) -> list:
+        for hook in list(self.hooks):
+            hook()
+        return []
+
+
 class Metrics:
     """One registry per process (or per batch run); every labelled counter starts at 0."""
 
@@ -32,6 +46,10 @@ class Metrics:
                  registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        #: run before every collection (first in the registry): per-call experiments move
+        #: their lock-free counts into the series below
+        self.before_collect: list[Callable[[], None]] = []
+        r.register(_BeforeCollect(self.before_collect))
         self._lock = threading.Lock()
         self.functions: set[str] = set()
         self.match_rate = Gauge("dual_run_parity_match_rate",

@@ -6,16 +6,19 @@
     h = header_hash(raw)   # always the value (or exception) the codec mode serves
 
 What runs, what is compared and what is served come from :mod:`parity.policy`
-(SPEC section 5). Outcomes are values or exceptions (anything but
-``KeyboardInterrupt``, which reaches the caller at once); in modes 1 and 2 each side
-gets its own copy of every mutable argument, and a refactored call that mutated its
-argument is a mismatch. Nothing that goes wrong inside the harness or the state
-store reaches the caller.
+(SPEC section 5); outcomes and argument copies from :mod:`parity.outcomes`. Nothing
+that goes wrong inside the harness or the state store reaches the caller.
+
+The hot path is lean: in modes 0 and 3 a call is the implementation's call plus two
+counter steps; counts are exact and lock-free (``itertools.count`` steps atomically
+under the GIL) and reach the Prometheus series when metrics are collected and the
+promotion window at most once a second and at exit. One call in
+:data:`TIMING_SAMPLE` is timed for the duration histograms.
 """
 from __future__ import annotations
 
 import atexit
-import copy
+import itertools
 import logging
 import random
 import threading
@@ -23,10 +26,8 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from prometheus_client import ProcessCollector
 
 from parity import policy
@@ -34,82 +35,40 @@ from parity.compare import Comparator, describe, values_equal
 from parity.errors import StateError
 from parity.metrics import Metrics
 from parity.modes import Mode
+from parity.outcomes import Call, Outcome, copies, has_mutable, mutated, run, same_outcome
 from parity.state import ModeState, default_state_path
 
 log = logging.getLogger("parity")
+_monotonic = time.monotonic
+TIMING_SAMPLE = 64  #: one call in this many is timed (the histograms); counts are exact
+SIDES = ("legacy", "refactored")
 
 
-@dataclass
-class Outcome:
-    value: Any = None
-    error: BaseException | None = None
-    seconds: float = 0.0
-
-    def unwrap(self) -> Any:
-        if self.error is not None:
-            raise self.error
-        return self.value
+def _value(counter: itertools.count) -> int:
+    return int(counter.__reduce__()[1][0])
 
 
-def _run(func: Callable, args: tuple, kwargs: dict) -> Outcome:
-    t0 = time.perf_counter_ns()
-    try:
-        value = func(*args, **kwargs)
-        return Outcome(value=value, seconds=(time.perf_counter_ns() - t0) / 1e9)
-    except KeyboardInterrupt:
-        raise
-    except BaseException as exc:  # SystemExit and GeneratorExit are outcomes too
-        return Outcome(error=exc, seconds=(time.perf_counter_ns() - t0) / 1e9)
+class Tally:
+    """One experiment's exact counts, stepped without locks and drained into metrics."""
 
+    def __init__(self) -> None:
+        self.calls = itertools.count()  # dual-mode calls (picks the timed ones)
+        self.served = {(m, s): itertools.count() for m in Mode for s in SIDES}
+        self.compared = itertools.count()
+        self.mismatched = itertools.count()
+        self._taken: dict[object, int] = {}
+        self._lock = threading.Lock()
 
-def same_outcome(a: Outcome, b: Outcome, comparator: Comparator) -> bool:
-    """SPEC section 5: exceptions by type and message, values by the comparator."""
-    if a.error is not None or b.error is not None:
-        return (a.error is not None and b.error is not None
-                and type(a.error) is type(b.error) and str(a.error) == str(b.error))
-    return bool(comparator(a.value, b.value))
-
-
-_MUTABLE = (np.ndarray, bytearray, list, dict, set)
-
-
-def _private(value: Any) -> Any:
-    """A copy of a mutable argument (immutable ones are shared as they are)."""
-    if isinstance(value, np.ndarray):
-        return value.copy()
-    if isinstance(value, bytearray):
-        return bytearray(value)
-    if isinstance(value, (list, dict, set, tuple)):
-        return copy.deepcopy(value)
-    return value
-
-
-def _has_mutable(args: tuple, kwargs: dict) -> bool:
-    return any(isinstance(a, (*_MUTABLE, tuple)) for a in args) or \
-        any(isinstance(v, (*_MUTABLE, tuple)) for v in kwargs.values())
-
-
-@dataclass
-class _Call:
-    args: tuple
-    kwargs: dict
-
-
-def _copies(args: tuple, kwargs: dict, mutable: bool) -> _Call:
-    if not mutable:
-        return _Call(args, kwargs)
-    return _Call(tuple(_private(a) for a in args), {k: _private(v) for k, v in kwargs.items()})
-
-
-def _mutated(original: _Call, used: _Call) -> str | None:
-    """The first argument a call changed, or None."""
-    for i, (a, b) in enumerate(zip(original.args, used.args)):
-        if b is not a and not values_equal(a, b):
-            return f"argument {i}"
-    for k, v in original.kwargs.items():
-        if used.kwargs[k] is not v and not values_equal(v, used.kwargs[k]):
-            return f"argument {k!r}"
-    return None
+    def drain(self) -> tuple[dict[tuple[Mode, str], int], int, int]:
+        """(served deltas, compared delta, mismatched delta) since the last drain."""
+        with self._lock:
+            def delta(key: object, counter: itertools.count) -> int:
+                v = _value(counter)
+                d = v - self._taken.get(key, 0)
+                self._taken[key] = v
+                return d
+            served = {k: d for k, c in self.served.items() if (d := delta(k, c))}
+            return served, delta("c", self.compared), delta("m", self.mismatched)
 
 
 class Controller:
@@ -123,29 +82,61 @@ class Controller:
         if "process_resident_memory_bytes" not in self.metrics.registry._names_to_collectors:
             ProcessCollector(registry=self.metrics.registry)  # process_* of a serving process
         self.metrics.set_mode(self.state.mode)
-        self.state.listeners.append(lambda change: self.metrics.set_mode(self.state.mode))
+        self.state.listeners.append(self._on_change)
         self.sample = sample
         self.rng = random.Random(seed)
         self.mismatches: deque[dict] = deque(maxlen=keep)
         self.harness_errors = 0
         self.flush_every = flush_every
+        self.serving = self.state.mode  # the mode calls are served under (cached)
+        self._due = 0.0
         self._flushed = time.monotonic()
-        self._lock = threading.Lock()
+        self._tallies: weakref.WeakValueDictionary[int, Experiment] = \
+            weakref.WeakValueDictionary()
+        self.metrics.before_collect.append(self.drain)
         _LIVE.add(self)  # flushed at exit: a short script's comparisons still count
 
-    @property
-    def mode(self) -> Mode:
-        """The mode served now; never raises (a broken store serves legacy)."""
+    def _on_change(self, change: dict) -> None:
+        self.serving = self.state.mode
+        self.metrics.set_mode(self.serving)
+
+    def housekeeping(self, now: float) -> None:
+        """Pick up mode changes other processes made; persist counts once a second."""
+        self._due = now + min(self.state.refresh_every, self.flush_every)
         try:
             self.state.refresh()
         except Exception:
             self.harness_errors += 1
             log.exception("parity: cannot refresh the mode state")
-        return self.state.mode
+        self.serving = self.state.mode
+        if now - self._flushed >= self.flush_every:
+            self._flushed = now
+            self.flush()
+
+    @property
+    def mode(self) -> Mode:
+        """The mode served now; never raises (a broken store serves legacy)."""
+        self.housekeeping(time.monotonic())
+        return self.serving
+
+    def drain(self) -> None:
+        """Move every experiment's counts into the metrics and the promotion window."""
+        for name, exp in list(self._tallies.items()):
+            try:
+                served, compared, mismatched = exp.tally.drain()
+                for (mode, side), n in served.items():
+                    self.metrics.served(mode, side, n)
+                if compared:
+                    self.metrics.observe(exp.name, None, None, compared, mismatched)
+                    self.state.record(compared, mismatched)
+            except Exception:
+                self.harness_errors += 1
+                log.exception("parity: harness error counting %s", name)
 
     def flush(self) -> None:
         """Make the counted comparisons durable now (the promotion window)."""
         try:
+            self.drain()
             self.state.flush()
         except Exception as exc:
             self.harness_errors += 1
@@ -157,29 +148,15 @@ class Controller:
         except StateError as exc:  # the state now serves legacy by itself
             self.harness_errors += 1
             log.error("parity: %s", exc)
+        self.serving = self.state.mode
 
-    def record(self, name: str, legacy: Outcome | None, refactored: Outcome | None,
-               compared: bool, matched: bool, args: tuple, why: str | None = None,
-               served: tuple[Mode, str] | None = None) -> None:
-        """Count one call: durations, comparison, mismatch record, which side served."""
-        if served is not None:
-            self.metrics.served(*served)
-        self.metrics.observe(name, legacy.seconds if legacy else None,
-                             refactored.seconds if refactored else None, int(compared),
-                             int(compared and not matched))
-        if compared:
-            self.state.record(1, int(not matched))
-            if not matched and legacy is not None and refactored is not None:
-                self.mismatches.append({
-                    "function": name, "time": time.time(),
-                    "legacy": describe(legacy.error if legacy.error else legacy.value),
-                    "refactored": describe(refactored.error if refactored.error
-                                           else refactored.value),
-                    "args": [describe(a) for a in args][:4], **({"why": why} if why else {})})
-        now = time.monotonic()
-        if now - self._flushed > self.flush_every:
-            self._flushed = now
-            self.flush()
+    def mismatch(self, name: str, legacy: Outcome, refactored: Outcome, args: tuple,
+                 why: str | None) -> None:
+        self.mismatches.append({
+            "function": name, "time": time.time(),
+            "legacy": describe(legacy.error if legacy.error else legacy.value),
+            "refactored": describe(refactored.error if refactored.error else refactored.value),
+            "args": [describe(a) for a in args][:4], **({"why": why} if why else {})})
 
 
 _LIVE: weakref.WeakSet[Controller] = weakref.WeakSet()
@@ -213,53 +190,83 @@ class Experiment:
         self.controller = controller
         self.comparator = comparator
         self.sample = sample
+        self.tally = Tally()
+        # the single-side modes' counters, looked up once (their value picks timed calls)
+        self._single = {Mode.LEGACY_ONLY: (self.tally.served[(Mode.LEGACY_ONLY, "legacy")],
+                                           legacy, "legacy"),
+                        Mode.REFACTORED_ONLY: (self.tally.served[(Mode.REFACTORED_ONLY,
+                                                                  "refactored")],
+                                               refactored, "refactored")}
         controller.metrics.add_function(name)
+        controller._tallies[id(self)] = self
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         c = self.controller
-        mode = c.mode
-        if mode in (Mode.LEGACY_ONLY, Mode.REFACTORED_ONLY):  # one side, the caller's args
-            side = "legacy" if mode == Mode.LEGACY_ONLY else "refactored"
-            out = _run(self.legacy if side == "legacy" else self.refactored, args, kwargs)
-            self._safely(lambda: c.record(self.name, out if side == "legacy" else None,
-                                          out if side == "refactored" else None, False, True,
-                                          args, served=(mode, side)))
+        if _monotonic() >= c._due:
+            c.housekeeping(_monotonic())
+        single = self._single.get(c.serving)
+        if single is not None:  # modes 0 and 3: one side, the caller's arguments as they are
+            counter, fn, side = single
+            if next(counter) % TIMING_SAMPLE:
+                return fn(*args, **kwargs)
+            out = run(fn, args, kwargs, True)
+            self._safely(lambda: c.metrics.observe(
+                self.name, out.seconds if side == "legacy" else None,
+                out.seconds if side == "refactored" else None))
             return out.unwrap()
+        return self._dual(c.serving, args, kwargs)
+
+    def _dual(self, mode: Mode, args: tuple, kwargs: dict) -> Any:
+        """Modes 1 and 2: both sides on private copies, compared, policy-served."""
+        c, t = self.controller, self.tally
         sample = c.sample if self.sample is None else self.sample
-        plan = policy.plan(mode, sampled=mode == Mode.SHADOW or c.rng.random() < sample)
-        mutable = _has_mutable(args, kwargs)
-        original = _Call(args, kwargs)
-        rcall = _copies(args, kwargs, mutable)
-        lcall = _copies(args, kwargs, mutable)
+        plan = policy.plan(mode, sampled=mode is Mode.SHADOW or c.rng.random() < sample)
+        timed = not next(t.calls) % TIMING_SAMPLE
+        mutable = has_mutable(args, kwargs)
+        if mutable:
+            original = Call(args, kwargs)
+            rcall, lcall = copies(args, kwargs, True), copies(args, kwargs, True)
+            ra, rk, la, lk = rcall.args, rcall.kwargs, lcall.args, lcall.kwargs
+        else:
+            ra = la = args
+            rk = lk = kwargs
         legacy: Outcome | None = None
         if plan.compares and c.rng.random() < 0.5:  # random order: no systematic cache bias
-            legacy = _run(self.legacy, lcall.args, lcall.kwargs)
-        refactored = _run(self.refactored, rcall.args, rcall.kwargs)
+            legacy = run(self.legacy, la, lk, timed)
+        refactored = run(self.refactored, ra, rk, timed)
         if plan.legacy and legacy is None:
-            legacy = _run(self.legacy, lcall.args, lcall.kwargs)
+            legacy = run(self.legacy, la, lk, timed)
         if policy.fallback(mode, refactored.error is not None, legacy is not None):
-            legacy = _run(self.legacy, lcall.args, lcall.kwargs)
-        compared = legacy is not None
+            legacy = run(self.legacy, la, lk, timed)
         matched, why = True, None
-        if compared:
-            assert legacy is not None
-            mutated = self._safely(lambda: _mutated(original, rcall), default=None) \
-                if mutable else None
-            if mutated:
-                matched, why = False, f"refactored {self.name} mutated its {mutated}"
+        if legacy is not None:
+            next(t.compared)
+            changed = self._safely(lambda: mutated(original, rcall), None) if mutable else None
+            if changed:
+                matched, why = False, f"refactored {self.name} mutated its {changed}"
             else:
-                matched = self._safely(lambda: same_outcome(legacy, refactored, self.comparator),
-                                       default=False)
-        decision = policy.decide(mode, compared, matched, refactored.error is not None)
+                try:
+                    matched = same_outcome(legacy, refactored, self.comparator)
+                except Exception:  # a comparison that fails is a difference
+                    matched = False
+                    c.harness_errors += 1
+                    log.exception("parity: harness error comparing %s", self.name)
+            if not matched:
+                next(t.mismatched)
+                self._safely(lambda: c.mismatch(self.name, legacy, refactored, args, why))
+        decision = policy.decide(mode, legacy is not None, matched, refactored.error is not None)
         if decision.demote:
             reason = why or (f"refactored {self.name} raised {type(refactored.error).__name__}"
                              if refactored.error is not None and legacy is not None
                              and legacy.error is None else f"{self.name} mismatch")
             self._safely(lambda: c.demote(reason))
+            self._safely(c.drain)  # the mismatch counts at once, not at the next scrape
+        next(t.served[(mode, decision.served)])
+        if timed:
+            self._safely(lambda: c.metrics.observe(
+                self.name, legacy.seconds if legacy else None, refactored.seconds))
         served = legacy if decision.served == "legacy" else refactored
         assert served is not None
-        self._safely(lambda: c.record(self.name, legacy, refactored, compared, matched, args,
-                                      why, served=(mode, decision.served)))
         return served.unwrap()
 
     def _safely(self, fn: Callable, default: Any = None) -> Any:

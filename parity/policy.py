@@ -28,9 +28,9 @@ class Plan:
 
 def plan(mode: Mode, sampled: bool = True) -> Plan:
     """Mode 2 runs legacy on the sampled part only (``sampled``); see :func:`fallback`."""
-    return Plan(legacy=mode in (Mode.LEGACY_ONLY, Mode.SHADOW)
-                or (mode == Mode.REFACTORED_PRIMARY and sampled),
-                refactored=mode != Mode.LEGACY_ONLY)
+    return _PLANS[(mode in (Mode.LEGACY_ONLY, Mode.SHADOW)
+                   or (mode == Mode.REFACTORED_PRIMARY and sampled),
+                   mode != Mode.LEGACY_ONLY)]
 
 
 def fallback(mode: Mode, refactored_failed: bool, legacy_ran: bool) -> bool:
@@ -52,11 +52,17 @@ def decide(mode: Mode, compared: bool, matched: bool, refactored_failed: bool) -
     exception without demotion. In mode 3 a refactored exception is served as it is:
     there is nothing to fall back on."""
     if mode in (Mode.LEGACY_ONLY, Mode.SHADOW):
-        return Decision("legacy", False)
+        return _DECISIONS[("legacy", False)]
     if mode == Mode.REFACTORED_ONLY:
-        return Decision("refactored", False)
+        return _DECISIONS[("refactored", False)]
     differs = (compared and not matched) or (refactored_failed and not compared)
-    return Decision("legacy" if differs else "refactored", differs)
+    return _DECISIONS[("legacy", True) if differs else ("refactored", False)]
+
+
+# immutable answers, built once: the per-call hot path allocates nothing here
+_PLANS = {(lg, rf): Plan(lg, rf) for lg in (False, True) for rf in (False, True)}
+_DECISIONS = {(side, demote): Decision(side, demote)
+              for side in ("legacy", "refactored") for demote in (False, True)}
 
 
 def rollback_applies(mode: Mode) -> bool:
