@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 MONITORING_TOOLS := prometheus promtool prometheus-alertmanager amtool prometheus-pushgateway
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-deps lint test demo bench bench-ci clean
+.PHONY: help setup system-deps lint test fuzz demo bench bench-ci clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -38,6 +38,12 @@ lint: setup ## ruff and mypy (configured in pyproject.toml)
 test: setup lint ## lint, then run the whole test suite
 	$(PY) -m pytest -q
 
+FUZZ_TESTS := tests/test_twins_differential.py tests/test_blake3_jit.py tests/test_commitments.py \
+	tests/test_parent_header.py
+fuzz: setup ## property tests with random inputs and 10x the examples (HYPOTHESIS_SCALE=N for more)
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q -p no:cacheprovider $(FUZZ_TESTS) \
+	  --hypothesis-show-statistics
+
 demo: setup ## shadow-run the built-in sample corpus and print the summary
 	$(PY) -m parity shadow corpora/sample-valid --mode shadow --report out/demo-report.json --results out/demo-results.parquet --run-dir out/demo-run --force
 	$(PY) -m parity shadow corpora/sample-faults --mode shadow --report out/demo-faults-report.json --run-dir out/demo-faults-run --force
@@ -45,8 +51,8 @@ demo: setup ## shadow-run the built-in sample corpus and print the summary
 bench: setup ## full benchmark suite: JSON, Markdown table and PNG plots under bench/results
 	$(PY) -m bench.run --out bench/results
 
-bench-ci: setup ## short speedup gate: fails when any JIT-vs-legacy speedup drops below 2x
-	$(PY) -m bench.gate --min-speedup 2.0
+bench-ci: setup ## CI speed gate: per-function floors, faulty-corpus validation, figures in bench/results/gate.json
+	$(PY) -m bench.gate --json bench/results/gate.json
 
 clean: ## remove the venv, caches and outputs
 	rm -rf $(VENV) out .pytest_cache .hypothesis .benchmarks

@@ -24,33 +24,35 @@ def id_lists(blocks: int, per_block: int) -> tuple[np.ndarray, np.ndarray]:
     return ids, np.arange(0, blocks * per_block + 1, per_block, dtype=np.int64)
 
 
-def corpus(blocks: int) -> Path:
-    """A generated corpus of ``blocks`` honest blocks (made once, then reused)."""
-    path = DATA / f"corpus-{blocks}"
+def corpus(blocks: int, fault_rate: float = 0.0) -> Path:
+    """A generated corpus of ``blocks`` blocks, honest or with ``fault_rate`` of them
+    breaking rules (made once, then reused)."""
+    path = DATA / (f"corpus-{blocks}" + (f"-faults-{fault_rate:g}" if fault_rate else ""))
     if not (path / "manifest.json").exists():
-        generate(path, GenerateOptions(blocks=blocks, seed=blocks, shard_size=100_000,
-                                       rows_per_file=1_000_000), force=True)
+        generate(path, GenerateOptions(blocks=blocks, seed=blocks, fault_rate=fault_rate,
+                                       shard_size=100_000, rows_per_file=1_000_000),
+                 force=True)
     return path
 
 
 @lru_cache(maxsize=4)
-def chain(blocks: int) -> Shard:
+def chain(blocks: int, fault_rate: float = 0.0) -> Shard:
     """All blocks of :func:`corpus` as one shard (for validation benchmarks)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-    c = open_corpus(corpus(blocks))
+    c = open_corpus(corpus(blocks, fault_rate))
     table = pa.concat_tables([pq.read_table(c.path / f.path) for f in c.manifest.files])
     return from_batch(table)
 
 
 @cache
-def manifest(blocks: int):
+def manifest(blocks: int, fault_rate: float = 0.0):
     """The corpus manifest, read (and checksummed) once, outside any timing."""
-    return open_corpus(corpus(blocks)).manifest
+    return open_corpus(corpus(blocks, fault_rate)).manifest
 
 
-def validate(twin, shard: Shard, blocks: int) -> np.ndarray:
-    m = manifest(blocks)
+def validate(twin, shard: Shard, blocks: int, fault_rate: float = 0.0) -> np.ndarray:
+    m = manifest(blocks, fault_rate)
     return twin.validate_blocks(*shard.arrays(), now=m.now, difficulty_target=m.difficulty_target,
                                 parent=m.anchor)
 

@@ -8,18 +8,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, settings
+
+from tests import profiles  # noqa: F401  (registers and loads the hypothesis profiles)
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("PARITY_SHARED", ROOT.parent / "shared"))
-
-settings.register_profile(
-    "default", max_examples=60, deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-settings.register_profile(
-    "ci", max_examples=60, deadline=None, derandomize=True, print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-settings.load_profile("ci" if os.environ.get("CI") else "default")
 
 
 def _load(name: str) -> dict:

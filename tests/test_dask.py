@@ -137,20 +137,43 @@ def test_equal_with_planted_bugs(corpus, tmp_path, client, mode):
     assert broken_twin  # imported for the workers' sake too
 
 
+def _transitions(dask_scheduler):
+    """(key, start, finish, stimulus) of every task transition the scheduler logged."""
+    return [(str(t.key), t.start, t.finish, t.stimulus_id) for t in dask_scheduler.transition_log]
+
+
 def test_killed_worker_changes_nothing(corpus, tmp_path, client):
+    """SIGKILL a worker while it runs a shard task: the scheduler sends the lost task to
+    the other worker (seen in its transition log: processing twice, memory once), and the
+    report, records and results equal the undisturbed single-process run."""
     _set_env(client, BROKEN_TWIN="")
     a = _single(corpus, tmp_path)
-    killed = []
+    killed = {}
 
-    def kill_one(run):
-        if not killed:
-            pids = client.run(os.getpid)
-            victim = sorted(pids.values())[0]
-            os.kill(victim, signal.SIGKILL)
-            killed.append(victim)
+    def kill_busy_worker(run):
+        if killed:
+            return
+        busy = {w: [str(k) for k in keys if str(k).startswith("shard_task")]
+                for w, keys in client.processing().items()}
+        victim = next((w for w, keys in sorted(busy.items()) if keys), None)
+        if victim is None:
+            return  # nothing running right now: try after the next shard
+        pid = client.run(os.getpid, workers=[victim])[victim]
+        os.kill(pid, signal.SIGKILL)
+        killed.update(worker=victim, pid=pid, lost=busy[victim])
 
-    b = _dask(corpus, tmp_path, client, on_shard=kill_one)
-    assert killed
+    b = _dask(corpus, tmp_path, client, on_shard=kill_busy_worker)
+    assert killed and killed["lost"], "no shard task was running when a shard finished"
+    log = client.run_on_scheduler(_transitions)
+    for key in killed["lost"]:
+        steps = [(start, finish, stimulus) for k, start, finish, stimulus in log if k == key]
+        finishes = [f for _s, f, _st in steps]
+        assert finishes.count("processing") >= 2, steps  # sent out again after the kill
+        assert finishes.count("memory") == 1, steps      # and finished once, elsewhere
+        first_run = finishes.index("processing")
+        assert "memory" not in finishes[:finishes.index("processing", first_run + 1)], steps
+    shard_keys = {k for k, _s, f, _st in log if k.startswith("shard_task") and f == "memory"}
+    assert len(shard_keys) >= len(open_corpus(corpus).row_groups())
     _same(a, b, tmp_path)
     client.wait_for_workers(2, timeout=60)
 

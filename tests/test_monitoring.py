@@ -43,11 +43,31 @@ def test_p0_rule_shape():
     p0 = rules["ParityMismatch"]
     assert p0["labels"] == {"severity": "P0", "action": "rollback"}
     assert "increase(dual_run_mismatches_total" in p0["expr"] and p0["keep_firing_for"]
+    # a first push already above 0, and a batch run that just ended, page as well
+    assert "unless (dual_run_mismatches_total offset 5m)" in p0["expr"]
+    assert "parity_last_run_finished_timestamp_seconds" in p0["expr"]
     assert all(r["annotations"]["runbook_url"].startswith("monitoring/RUNBOOK.md#")
                for r in rules.values())
     anchors = re.findall(r"^## (\w+)", (MON / "RUNBOOK.md").read_text(), re.M)
     for r in rules.values():
         assert r["annotations"]["runbook_url"].split("#")[1] in {a.lower() for a in anchors}
+
+
+def test_alerts_use_only_exported_metrics():
+    """Every metric an alert reads is one parity exports: the harness's metrics, the
+    recording rules, a batch run's last-run gauges, or Prometheus' own ``up``."""
+    from parity.corpus import open_corpus
+    from parity.exporters import BatchExporter
+    exported, _ = _exported()
+    corpus = open_corpus(MON.parent / "corpora" / "sample-valid")
+    last_run = BatchExporter(Metrics(), None, None, corpus).last_run
+    exported |= {s.name for f in text_string_to_metric_families(generate_latest(last_run)
+                                                                 .decode()) for s in f.samples}
+    for g in yaml.safe_load((PROM / "alerts.yml").read_text())["groups"]:
+        for r in g["rules"]:
+            expr = re.sub(r"\boffset\s+\d+[smhdwy]\b", "", r["expr"])
+            for name in _metric_names(expr) - {"up", "absent", "time", "job", "corpus"}:
+                assert name in exported, f"{name} in {r['alert']} is not exported"
 
 
 def test_amtool_check_config():

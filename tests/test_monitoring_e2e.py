@@ -4,6 +4,10 @@ A serving process in mode 3 compares nothing itself. A shadow run in mode 1 over
 corpus with a planted mismatch pushes its metrics; Prometheus fires the P0 alert,
 Alertmanager posts it to the serving process's webhook, and that process demotes
 itself to mode 1 and records why.
+
+No clean run seeds the Pushgateway with zeros first, and Prometheus starts only after the
+run ended: its first sample of the mismatch counter is already 1, so ``increase()`` has
+nothing to compare with. The alert must fire all the same (a batch job's first push).
 """
 import json
 import os
@@ -88,47 +92,50 @@ def stack(tmp_path):
             tool("prometheus-alertmanager"), f"--config.file={tmp_path / 'alertmanager.yml'}",
             f"--storage.path={tmp_path / 'am-data'}", f"--web.listen-address=127.0.0.1:{ports['am']}",
             "--cluster.listen-address="])
-        prom = procs.start("prometheus", [
-            tool("prometheus"), f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'prom-data'}",
-            f"--web.listen-address=127.0.0.1:{ports['prom']}"])
         wait_http(f"http://127.0.0.1:{ports['serve']}/healthz", proc=serve)
         wait_http(f"http://127.0.0.1:{ports['pg']}/-/ready", proc=pg)
         wait_http(f"http://127.0.0.1:{ports['am']}/-/ready", proc=am)
-        wait_http(f"http://127.0.0.1:{ports['prom']}/-/ready", proc=prom)
-        yield ports, procs, env, tmp_path
+
+        def start_prometheus():
+            prom = procs.start("prometheus", [
+                tool("prometheus"), f"--config.file={tmp_path / 'prometheus.yml'}",
+                f"--storage.tsdb.path={tmp_path / 'prom-data'}",
+                f"--web.listen-address=127.0.0.1:{ports['prom']}"])
+            wait_http(f"http://127.0.0.1:{ports['prom']}/-/ready", proc=prom)
+
+        yield ports, procs, env, tmp_path, start_prometheus
     finally:
         procs.stop()
 
 
-def test_mismatch_pages_and_rolls_back_the_serving_process(stack):
-    ports, procs, env, tmp = stack
+def test_first_push_with_mismatches_pages_and_rolls_back(stack):
+    ports, procs, env, tmp, start_prometheus = stack
     serve_url = f"http://127.0.0.1:{ports['serve']}"
     assert get_json(serve_url + "/mode")["name"] == "refactored_only"
-    until("Prometheus to scrape parity serve",
-          lambda: query(ports, 'up{job="parity"} == 1'), timeout=60)
-
-    def shadow(*extra, run_dir):
-        return subprocess.run([sys.executable, "-m", "parity", "shadow", str(CORPUS), "--mode", "1",
-                               "--quiet", "--pushgateway", f"http://127.0.0.1:{ports['pg']}",
-                               "--run-dir", str(tmp / run_dir), *extra],
-                              env=env, capture_output=True, text=True, timeout=300)
-
-    clean = shadow(run_dir="clean")  # pushes the counters at 0 first
-    assert clean.returncode == 0, clean.stderr
-    until("the pushed counters at 0",
-          lambda: query(ports, 'dual_run_mismatches_total{job="parity_shadow"}'), timeout=60)
-    time.sleep(3)  # a few scrapes of the zero values
 
     shard = next(open_corpus(CORPUS).shards())
     height = decode_header(shard.headers[17].tobytes())["height"]
-    broken = subprocess.run(
+    broken = subprocess.run(  # the first run this Pushgateway sees: no clean seeding push
         [sys.executable, "-m", "parity", "shadow", str(CORPUS), "--mode", "1", "--quiet",
          "--pushgateway", f"http://127.0.0.1:{ports['pg']}", "--run-dir", str(tmp / "broken"),
          "--refactored", "tests.broken_twin", "--functions", "header_hash"],
         env=dict(env, BROKEN_TWIN="flip", BROKEN_TWIN_HEIGHTS=str(height)),
         capture_output=True, text=True, timeout=300)
     assert broken.returncode == 1, broken.stderr
+
+    start_prometheus()  # its first scrape of the Pushgateway finds the run's final values
+    until("Prometheus to scrape parity serve",
+          lambda: query(ports, 'up{job="parity"} == 1'), timeout=60)
+    until("the pushed counter", lambda: query(
+        ports, 'dual_run_mismatches_total{job="parity_shadow", function="header_hash"}'),
+        timeout=60)
+    # Prometheus never held a 0 for this series, and increase() sees no rise
+    low = query(ports, 'min_over_time(dual_run_mismatches_total{job="parity_shadow", '
+                       'function="header_hash"}[10m])')
+    assert [float(r["value"][1]) for r in low] == [1.0]
+    rise = query(ports, 'increase(dual_run_mismatches_total{job="parity_shadow", '
+                        'function="header_hash"}[5m])')
+    assert [float(r["value"][1]) for r in rise] in ([], [0.0])
 
     alerts = until("the P0 alert to fire", lambda: [
         a for a in get_json(f"http://127.0.0.1:{ports['prom']}/api/v1/alerts")["data"]["alerts"]
