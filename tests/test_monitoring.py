@@ -9,6 +9,7 @@ import yaml
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from parity.metrics import Metrics
 from tests.servers import tool
 
 MON = Path(__file__).resolve().parent.parent / "monitoring"
