@@ -57,6 +57,17 @@ def _locate(path: str | Path) -> tuple[Path, Path | None]:
     return p, p.parent / "mode.json"
 
 
+def peek(path: str | Path) -> tuple[Path, Mode, str] | None:
+    """Read only, creating nothing: None when a state exists at ``path``, else (the
+    database path, the mode a new state would start with, where that mode comes from)."""
+    db, legacy_json = _locate(path)
+    if db.exists():
+        return None
+    if legacy_json is not None and legacy_json.is_file():
+        return db, _import_json(legacy_json)[0], f"{legacy_json}, imported when it is created"
+    return db, mode_from_env(), "$CODEC_MODE" if os.environ.get("CODEC_MODE") else "the default"
+
+
 def _import_json(path: Path) -> tuple[Mode, list[dict]]:
     try:
         data = json.loads(path.read_text())
@@ -404,7 +415,11 @@ class ModeState:
                     "allowed")
         if comparisons < PROMOTION_MIN_COMPARISONS:
             return (f"promotion to {to.label} refused: the last 5 minutes hold "
-                    f"{comparisons:,} comparisons, fewer than {PROMOTION_MIN_COMPARISONS:,}")
+                    f"{comparisons:,} comparisons, fewer than {PROMOTION_MIN_COMPARISONS:,}; "
+                    f"they come from per-call experiments in processes sharing this state "
+                    f"while it is in mode 1 or 2 (batch `parity shadow` runs do not count), e.g. "
+                    f"`parity serve --workload corpora/sample-valid --rate 1000` with the same "
+                    f"--state makes up to 2,000 a second (two per block)")
         rate = mismatches / comparisons
         if rate > PROMOTION_MAX_MISMATCH_RATE:
             return (f"promotion to {to.label} refused: mismatch rate {rate:.4%} over the last "
