@@ -187,7 +187,7 @@ class ShadowRun:
                 ctx.sampled = sampled(self.opts, index)
                 ctx.max_records = self.opts.max_records - self.summary.records_logged
                 if not self.summary.warmup:
-                    self.summary.warmup = warm_up(shard, ctx)
+                    self.summary.warmup = warm_up(shard, ctx, announce=not self.opts.quiet)
                 out = process_shard(index, shard, ctx)
                 self.summary.add(out)
                 self.metrics.observe_outcome(out)
