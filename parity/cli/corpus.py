@@ -49,7 +49,8 @@ def _export(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     corpus = add_parser(sub, "corpus", help="generate, verify, import and export corpora")
-    csub = corpus.add_subparsers(dest="corpus_cmd", required=True, metavar="ACTION")
+    csub = corpus.add_subparsers(dest="corpus_cmd", required=True, metavar="ACTION",
+                                 help="parity corpus ACTION --help describes each one")
     g = add_parser(csub, "generate", help="write a deterministic chain with injected faults")
     g.add_argument("out", help="the corpus directory to write (new, empty, or parity's own "
                                "with --force)")
