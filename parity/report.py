@@ -93,6 +93,8 @@ def render_table(report: dict) -> str:
         lines.append(f"{fn:<12} {f['comparisons']:>10,} {f['mismatches']:>9,} "
                      f"{_fmt_rate(f['match_rate']):>11} {f['legacy_seconds']:>9.4f} "
                      f"{f['refactored_seconds']:>9.4f} {speed:>8} {spread:>15}")
+    if not report["blocks"]:
+        lines.append("the corpus holds no blocks: nothing was run or compared")
     outside = [fn for fn, f in report["functions"].items() if f["speedup"]
                and not f["speedup"]["p10"] <= f["speedup"]["overall"] <= f["speedup"]["p90"]]
     if outside:
