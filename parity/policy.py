@@ -81,7 +81,11 @@ def promotion_refusal(current: Mode, to: Mode, comparisons: int, mismatches: int
                 "allowed")
     if comparisons < PROMOTION_MIN_COMPARISONS:
         return (f"promotion to {to.label} refused: the last 5 minutes hold "
-                f"{comparisons:,} comparisons, fewer than {PROMOTION_MIN_COMPARISONS:,}")
+                f"{comparisons:,} comparisons, fewer than {PROMOTION_MIN_COMPARISONS:,}; "
+                "they come from per-call experiments and live validation in processes sharing "
+                "this state while it is in mode 1 or 2 (batch `parity shadow` runs do not "
+                "count), e.g. `parity serve --workload corpora/sample-valid --rate 1000` or "
+                "`parity serve --chain CORPUS` fed by `parity feed`, with the same --state")
     rate = mismatches / comparisons
     if rate > PROMOTION_MAX_MISMATCH_RATE:
         return (f"promotion to {to.label} refused: mismatch rate {rate:.4%} over the last "

@@ -93,6 +93,14 @@ def render_table(report: dict) -> str:
         lines.append(f"{fn:<12} {f['comparisons']:>10,} {f['mismatches']:>9,} "
                      f"{_fmt_rate(f['match_rate']):>11} {f['legacy_seconds']:>9.4f} "
                      f"{f['refactored_seconds']:>9.4f} {speed:>8} {spread:>15}")
+    if not report["blocks"]:
+        lines.append("the corpus holds no blocks: nothing was run or compared")
+    outside = [fn for fn, f in report["functions"].items() if f["speedup"]
+               and not f["speedup"]["p10"] <= f["speedup"]["overall"] <= f["speedup"]["p90"]]
+    if outside:
+        lines.append(f"note: {', '.join(outside)} speedup lies outside its p10-p90 spread: the "
+                     "speedup is total legacy over total refactored time, so the slowest shards "
+                     "weigh most, while the spread ranks the shards' own ratios, each counted once")
     served = report.get("served")
     if served and served["valid"] + served["invalid"]:
         rules = ", ".join(f"{n} {c:,}" for n, c in list(served["rules"].items())[:3])

@@ -9,6 +9,8 @@ completed shard.
 from __future__ import annotations
 
 import hashlib
+import os
+import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -74,12 +76,19 @@ def sampled(opts: ShadowOptions, index: int) -> bool:
         bool(np.random.default_rng((opts.seed, index)).random() < opts.sample)
 
 
+def _portable(twin: str) -> str:
+    """A twin's name as a replay command needs it: a file path made absolute (so the
+    command works from any directory), a module name as given."""
+    return os.path.abspath(twin) if twin.endswith(".py") or os.path.isfile(twin) else twin
+
+
 def replay_command(opts: ShadowOptions) -> str:
-    cmd = f"parity replay {opts.corpus}"
+    """``parity replay`` for this run's corpus and twins, runnable from any directory."""
+    cmd = f"parity replay {shlex.quote(os.path.abspath(opts.corpus))}"
     if opts.legacy != DEFAULT_LEGACY:
-        cmd += f" --legacy {opts.legacy}"
+        cmd += f" --legacy {shlex.quote(_portable(opts.legacy))}"
     if opts.refactored != DEFAULT_REFACTORED:
-        cmd += f" --refactored {opts.refactored}"
+        cmd += f" --refactored {shlex.quote(_portable(opts.refactored))}"
     return cmd
 
 
@@ -178,7 +187,7 @@ class ShadowRun:
                 ctx.sampled = sampled(self.opts, index)
                 ctx.max_records = self.opts.max_records - self.summary.records_logged
                 if not self.summary.warmup:
-                    self.summary.warmup = warm_up(shard, ctx)
+                    self.summary.warmup = warm_up(shard, ctx, announce=not self.opts.quiet)
                 out = process_shard(index, shard, ctx)
                 self.summary.add(out)
                 self.metrics.observe_outcome(out)

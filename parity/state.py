@@ -55,6 +55,17 @@ def _locate(path: str | Path) -> tuple[Path, Path | None]:
     return p, p.parent / "mode.json"
 
 
+def peek(path: str | Path) -> tuple[Path, Mode, str] | None:
+    """Read only, creating nothing: None when a state exists at ``path``, else (the
+    database path, the mode a new state would start with, where that mode comes from)."""
+    db, legacy_json = _locate(path)
+    if db.exists():
+        return None
+    if legacy_json is not None and legacy_json.is_file():
+        return db, _import_json(legacy_json)[0], f"{legacy_json}, imported when it is created"
+    return db, mode_from_env(), "$CODEC_MODE" if os.environ.get("CODEC_MODE") else "the default"
+
+
 def _import_json(path: Path) -> tuple[Mode, list[dict]]:
     try:
         data = json.loads(path.read_text())

@@ -9,6 +9,8 @@ which it advances past the shard.
 from __future__ import annotations
 
 import copy
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -276,19 +278,65 @@ def results_table(shard: Shard, served: dict[str, Any],
     return pa.table(cols, schema=RESULTS_SCHEMA)
 
 
-def warm_up(shard: Shard, ctx: ShardContext) -> dict[str, float]:
+COMPILE_NOTICE_AFTER = 1.0  # seconds of warm-up before "compiling kernels" is shown
+
+
+class _WarmUpNotice:
+    """``compiling kernels (first run only): k/N`` on a terminal's stderr, shown only once
+    the warm-up has taken COMPILE_NOTICE_AFTER seconds: a warm numba cache loads every
+    kernel faster than that and prints nothing."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.done, self.shown = total, 0, False
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(COMPILE_NOTICE_AFTER, self._show) if enabled else None
+        if self._timer is not None:
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _write(self) -> None:
+        sys.stderr.write(f"\rcompiling kernels (first run only): {self.done}/{self.total}")
+        sys.stderr.flush()
+
+    def _show(self) -> None:
+        with self._lock:
+            self.shown = True
+            self._write()
+
+    def advance(self) -> None:
+        with self._lock:
+            self.done += 1
+            if self.shown:
+                self._write()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        with self._lock:
+            if self.shown:
+                sys.stderr.write("\n")
+                sys.stderr.flush()
+
+
+def warm_up(shard: Shard, ctx: ShardContext, announce: bool = False) -> dict[str, float]:
     """Compile or load each running side's kernels on a slice of ``shard`` (views, so the
-    array kinds match the real shards); scratch chain state, nothing timed."""
+    array kinds match the real shards); scratch chain state, nothing timed. With
+    ``announce``, a slow warm-up (a cold numba cache) reports on a terminal's stderr."""
     plan = policy.plan(ctx.mode, True)
     tiny = shard.slice(0, min(128, len(shard)), copy=False)
+    sides = [s for s, runs in ((ctx.legacy, plan.legacy), (ctx.refactored, plan.refactored))
+             if runs]
+    notice = _WarmUpNotice(len(sides) * len(ctx.functions), announce and sys.stderr.isatty())
     seconds = {}
-    for side, runs in ((ctx.legacy, plan.legacy), (ctx.refactored, plan.refactored)):
-        if not runs:
-            continue
-        t0 = time.perf_counter()
-        scratch = Side(side.name, side.twin)
-        scratch.start(ctx.manifest.anchor)
-        for fn in ctx.functions:
-            call_side(fn, scratch, tiny, ctx.manifest, keep_state=True)
-        seconds[side.name] = time.perf_counter() - t0
+    try:
+        for side in sides:
+            t0 = time.perf_counter()
+            scratch = Side(side.name, side.twin)
+            scratch.start(ctx.manifest.anchor)
+            for fn in ctx.functions:
+                call_side(fn, scratch, tiny, ctx.manifest, keep_state=True)
+                notice.advance()
+            seconds[side.name] = time.perf_counter() - t0
+    finally:
+        notice.close()
     return seconds

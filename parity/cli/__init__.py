@@ -14,8 +14,10 @@ from parity.errors import ParityError, StateError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="parity", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    parser = argparse.ArgumentParser(prog="parity",
+                                     description=__doc__.split("\n")[0].replace("``", ""))
+    sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND",
+                                help="parity COMMAND --help describes each one")
     for family in (corpus, runs, serving, live):
         family.register(sub)
     return parser

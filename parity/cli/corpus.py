@@ -34,7 +34,8 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _import(args: argparse.Namespace) -> int:
     from parity.corpus.jsonl import import_jsonl
-    n = import_jsonl(args.jsonl, args.out, rows_per_file=args.rows_per_file, force=args.force)
+    n = import_jsonl(args.jsonl, args.out, rows_per_file=args.rows_per_file,
+                     shard_size=args.shard_size, force=args.force)
     print(f"imported {n:,} blocks from {args.jsonl} into {args.out}")
     return 0
 
@@ -48,7 +49,8 @@ def _export(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     corpus = add_parser(sub, "corpus", help="generate, verify, import and export corpora")
-    csub = corpus.add_subparsers(dest="corpus_cmd", required=True, metavar="ACTION")
+    csub = corpus.add_subparsers(dest="corpus_cmd", required=True, metavar="ACTION",
+                                 help="parity corpus ACTION --help describes each one")
     g = add_parser(csub, "generate", help="write a deterministic chain with injected faults")
     g.add_argument("out", help="the corpus directory to write (new, empty, or parity's own "
                                "with --force)")
@@ -69,7 +71,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--no-anchor", action="store_true",
                    help="no anchor: the first block has no parent (chain rules skipped for it)")
     g.add_argument("--shard-size", type=int, default=10_000,
-                   help="blocks per Parquet row group, the unit a shadow run processes")
+                   help="blocks per Parquet row group, the unit a shadow run processes (a file "
+                        "boundary splits a row group in two)")
     g.add_argument("--rows-per-file", type=int, default=100_000,
                    help="blocks per Parquet file")
     g.add_argument("--force", action="store_true", help=FORCE_CORPUS)
@@ -82,6 +85,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     i = add_parser(csub, "import", help="JSONL -> corpus")
     i.add_argument("--jsonl", required=True, help="the JSONL file (see corpora/README.md)")
     i.add_argument("out", help="the corpus directory to write")
+    i.add_argument("--shard-size", type=int, default=10_000,
+                   help="blocks per Parquet row group, the unit a shadow run processes (a file "
+                        "boundary splits a row group in two)")
     i.add_argument("--rows-per-file", type=int, default=100_000, help="blocks per Parquet file")
     i.add_argument("--force", action="store_true", help=FORCE_CORPUS)
     i.set_defaults(func=_import)

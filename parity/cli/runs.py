@@ -3,11 +3,15 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
 from parity.cli.args import add_parser, csv_list, mode
 from parity.errors import ParityError
 from parity.functions import FUNCTIONS
 from parity.twins import DEFAULT_LEGACY, DEFAULT_REFACTORED
+
+if TYPE_CHECKING:
+    from parity.shadow import ShadowRun
 
 TWIN_HELP = "the {} twin: a module name or a .py file path (default {})"
 
@@ -25,7 +29,38 @@ def _check_outputs(args: argparse.Namespace) -> None:
         validate_pushgateway_url(args.pushgateway)
 
 
+def _check_combinations(args: argparse.Namespace) -> None:
+    """Options that would be silently ignored are usage errors, before any work."""
+    if args.engine != "dask":
+        for flag, value in (("--workers", args.workers), ("--scheduler", args.scheduler)):
+            if value is not None:
+                raise ParityError(f"{flag} goes with --engine dask")
+    elif args.workers is not None and args.workers < 1 and not args.scheduler:
+        raise ParityError(f"--workers must be at least 1, got {args.workers}")
+    if args.aa:
+        from parity.modes import Mode
+        if args.mode is not None and args.mode != Mode.SHADOW:
+            raise ParityError(f"--aa always runs mode 1 (shadow), not {args.mode.label}: drop "
+                              "--mode or --aa")
+        ignored = [flag for flag, given in (
+            ("--resume", args.resume), ("--results", args.results),
+            ("--engine dask", args.engine == "dask"), ("--pushgateway", args.pushgateway),
+            ("--metrics-file", args.metrics_file)) if given]
+        if ignored:
+            raise ParityError(f"--aa does not take {', '.join(ignored)}")
+
+
+def _announce(run: ShadowRun) -> None:
+    """The run's title line on stderr before any work (the table comes at the end)."""
+    import sys
+    c, o = run.corpus, run.opts
+    print(f"parity shadow {c.path}: {c.manifest.blocks:,} blocks in {len(c.row_groups()):,} "
+          f"shard(s), mode {o.mode.label}, functions {','.join(o.functions)}; legacy "
+          f"{o.legacy}, refactored {o.refactored}", file=sys.stderr, flush=True)
+
+
 def _shadow(args: argparse.Namespace) -> int:
+    _check_combinations(args)
     from parity.exporters import BatchExporter
     from parity.modes import mode_from_env
     from parity.report import render_table, write_report
@@ -42,12 +77,13 @@ def _shadow(args: argparse.Namespace) -> int:
     engine: object
     if args.engine == "dask":
         from parity.distributed import DaskShadow
-        engine = DaskShadow(opts, scheduler=args.scheduler, workers=args.workers)
+        engine = DaskShadow(opts, scheduler=args.scheduler,
+                            workers=2 if args.workers is None else args.workers)
         run = engine.run
     else:
-        if args.scheduler:
-            raise ParityError("--scheduler goes with --engine dask")
         engine = run = ShadowRun(opts)
+    if not args.quiet:
+        _announce(run)
     with BatchExporter(run.metrics, args.pushgateway, args.metrics_file, run.corpus,
                        force=args.force) as exporter:
         result = engine.execute(on_shard=exporter.on_shard)
@@ -71,7 +107,10 @@ def _aa(args: argparse.Namespace, common: dict) -> int:
         opts = ShadowOptions(mode=Mode.SHADOW, legacy=module, refactored=module,
                              run_dir=f"{run_dir}/{name}", force=args.force or not args.run_dir,
                              **common)
-        result = ShadowRun(opts).execute()
+        aa_run = ShadowRun(opts)
+        if not args.quiet:
+            _announce(aa_run)
+        result = aa_run.execute()
         reports[f"{name}_vs_{name}"] = result.report
         print(f"A/A {name} vs {name}:")
         print(render_table(result.report))
@@ -133,8 +172,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--engine", choices=["local", "dask"], default="local",
                    help="local: this process; dask: one task per shard on a Dask cluster")
     s.add_argument("--scheduler", help="with --engine dask: a running scheduler's address")
-    s.add_argument("--workers", type=int, default=2,
-                   help="with --engine dask and no --scheduler: local worker processes")
+    s.add_argument("--workers", type=int, default=None,
+                   help="with --engine dask and no --scheduler: local worker processes, at "
+                        "least 1 (default 2)")
     s.set_defaults(func=_shadow)
     r = add_parser(sub, "replay", help="run both twins on one block of a corpus")
     r.add_argument("corpus", help="the corpus directory")

@@ -9,6 +9,7 @@ from typing import Any
 from parity.cli import live
 from parity.cli.args import add_parser, mode, port
 from parity.errors import ParityError, StateError
+from parity.modes import Mode
 
 STATE_HELP = ("mode state database (default $PARITY_STATE, else .parity/state.db; a mode.json "
               "beside it is imported once)")
@@ -20,8 +21,53 @@ def _state(args: argparse.Namespace, initial: object = None, fallback: bool = Fa
                      fallback=fallback)
 
 
+def _requested(args: argparse.Namespace) -> tuple[Mode, str] | None:
+    """The mode this command was asked for (--mode, else $CODEC_MODE) and its source."""
+    import os
+
+    from parity.modes import mode_from_env
+    if getattr(args, "mode", None) is not None:
+        return args.mode, "--mode"
+    return (mode_from_env(), "CODEC_MODE") if os.environ.get("CODEC_MODE") else None
+
+
+def _notice_recorded_wins(args: argparse.Namespace, state: Any) -> None:
+    """By design the recorded mode wins over --mode and $CODEC_MODE: say so, once."""
+    asked = _requested(args)
+    if asked is None or asked[0] == state.recorded or state.path is None:
+        return
+    mode, source = asked
+    print(f"parity: notice: {state.path} records mode {state.recorded.label}, which wins over "
+          f"{source} ({mode.label}); change it with `parity mode set {mode.label} --state "
+          f"{state.path}`", file=sys.stderr, flush=True)
+
+
+def _show_without_state(args: argparse.Namespace) -> bool:
+    """``mode show`` with no state yet: the mode a new one would start with; creates
+    nothing. False when a state exists (then it is read as usual)."""
+    from parity import policy
+    from parity.state import default_state_path, peek
+    found = peek(args.state or default_state_path())
+    if found is None:
+        return False
+    path, mode, source = found
+    refusal = (f"already at {mode.label}: nothing to promote to" if mode == Mode.REFACTORED_ONLY
+               else policy.promotion_refusal(mode, Mode(mode + 1), 0, 0) or "allowed")
+    print(f"parity: no mode state at {path} yet: a new one would start in {mode.label} (from "
+          f"{source}); `parity serve`, a per-call experiment or `parity mode set` creates it",
+          file=sys.stderr)
+    print(json.dumps({"mode": int(mode), "name": mode.label, "state": str(path), "exists": False,
+                      "window_5m": {"comparisons": 0, "mismatches": 0},
+                      "promotion": refusal, "history": []}, indent=2))
+    return True
+
+
 def _mode(args: argparse.Namespace) -> int:
+    if args.action == "show" and _show_without_state(args):
+        return 0
     state = _state(args)
+    if args.action == "show":
+        _notice_recorded_wins(args, state)
     if args.action == "promote":
         change = state.promote(args.reason)
         print(f"promoted {change['from']} -> {change['to']}")
@@ -38,6 +84,7 @@ def _mode(args: argparse.Namespace) -> int:
               f"mode is already {state.mode.label}")
     comparisons, mismatches = state.window()
     print(json.dumps({"mode": int(state.recorded), "name": state.recorded.label,
+                      "state": str(state.path), "exists": True,
                       "window_5m": {"comparisons": comparisons, "mismatches": mismatches},
                       "promotion": state.promotion_refusal() or "allowed",
                       "history": state.last_changes(10)}, indent=2))
@@ -51,6 +98,7 @@ def _serve(args: argparse.Namespace) -> int:
     from parity.percall import Controller
     from parity.server import ParityServer
     controller = Controller(_state(args, initial=args.mode, fallback=True), sample=args.sample)
+    _notice_recorded_wins(args, controller.state)
     if args.workload:
         from parity.corpus import open_corpus
         open_corpus(args.workload)  # a bad corpus is an error before anything is served

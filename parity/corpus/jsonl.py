@@ -172,13 +172,16 @@ def _corpus_line(src: Path, lines: Iterator[tuple[int, object]]) -> tuple:
 
 
 def import_jsonl(src: str | Path, out: str | Path, *, rows_per_file: int = 100_000,
-                 force: bool = False) -> int:
-    """JSONL -> corpus. Returns the number of blocks written.
+                 shard_size: int = BATCH, force: bool = False) -> int:
+    """JSONL -> corpus, ``shard_size`` blocks a row group (a file boundary splits one).
+    Returns the number of blocks written.
 
     ``out`` is checked first; the corpus is built in a staging directory beside it, moved
     into place when complete, and removed (leaving ``out`` as it was) on any error."""
     src = Path(src)
     check_rows_per_file(rows_per_file)
+    if shard_size < 1:
+        raise ParityError("--shard-size must be at least 1")
     target = OutputDir(out, "corpus", CORPUS_OWNED, "OUT")
     target.check(force)
     total = 0
@@ -192,7 +195,7 @@ def import_jsonl(src: str | Path, out: str | Path, *, rows_per_file: int = 100_0
                 blocks.append(block_from_json(obj))
             except ValueError as exc:
                 raise ParityError(f"{src}:{number}: {exc}") from None
-            if len(blocks) == BATCH:
+            if len(blocks) == shard_size:
                 writer.append(from_blocks(blocks))
                 total += len(blocks)
                 blocks = []

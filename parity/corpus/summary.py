@@ -8,6 +8,18 @@ import numpy as np
 from kernels import constants as C
 from parity.corpus.reader import Corpus
 
+#: lower edges of the txids-per-block histogram's buckets (the last: above the limit)
+TX_BUCKETS = (0, 1, 2, 8, 32, 128, 1024, C.MAX_TRANSACTIONS, C.MAX_TRANSACTIONS + 1)
+
+
+def bucket_label(low: int) -> str:
+    """A bucket as the range it counts: "0", "2-7", ..., "10000", ">10000"."""
+    i = TX_BUCKETS.index(low)
+    if i == len(TX_BUCKETS) - 1:
+        return f">{low - 1}"
+    high = TX_BUCKETS[i + 1] - 1
+    return str(low) if high == low else f"{low}-{high}"
+
 
 def summarize(corpus: Corpus) -> dict:
     """Counts over the whole corpus, read shard by shard."""
@@ -16,7 +28,7 @@ def summarize(corpus: Corpus) -> dict:
     tx_total = 0
     tx_max = 0
     groups = 0
-    buckets = np.array([0, 1, 2, 8, 32, 128, 1024, C.MAX_TRANSACTIONS, C.MAX_TRANSACTIONS + 1])
+    buckets = np.array(TX_BUCKETS)
     for shard in corpus.shards():
         groups += 1
         tier_index = C.tier_indices(np.diff(shard.num_offsets))
@@ -59,6 +71,7 @@ def render(summary: dict) -> str:
     lines.append("  tiers       " + ", ".join(f"{t} {tiers.get(t, 0):,}" for t in C.TIER_NAMES))
     tx = summary["transactions"]
     lines.append(f"  txids       total {tx['total']:,}, mean {tx['mean']:.2f}/block, max {tx['max']:,}")
-    edges = list(tx["histogram"].items())
-    lines.append("  txids/block " + ", ".join(f">={k}: {v:,}" for k, v in edges))
+    hist = {int(k): v for k, v in tx["histogram"].items()}  # JSON keys are strings
+    lines.append("  txids/block " + (", ".join(f"{bucket_label(k)}: {v:,}"
+                                                for k, v in sorted(hist.items())) or "-"))
     return "\n".join(lines)
