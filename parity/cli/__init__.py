@@ -9,14 +9,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from parity.cli import corpus, live, runs, serving
+from parity.cli import corpus, live, report, runs, serving
 from parity.errors import ParityError, StateError
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="parity", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
-    for family in (corpus, runs, serving, live):
+    for family in (corpus, runs, report, serving, live):
         family.register(sub)
     return parser
 
