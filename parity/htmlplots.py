@@ -64,7 +64,8 @@ def speedup_plot(stats: Mapping[str, FunctionStats]) -> str | None:
         if overall:
             ax.axhline(overall, color=color, linestyle="--", linewidth=0.8)
     ax.set_yscale("log")
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    from matplotlib.ticker import MaxNLocator
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_xlabel("shard (timed call pair, in run order)")
     ax.set_ylabel("speedup (legacy s / refactored s)")
