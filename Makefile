@@ -19,16 +19,18 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) system-deps ## create the venv and install Python and Debian dependencies
 
-system-deps: ## install Debian's Prometheus, Alertmanager and Pushgateway when missing
-	@missing=0; for t in $(MONITORING_TOOLS); do command -v $$t >/dev/null || missing=1; done; \
-	if [ $$missing = 1 ]; then \
+system-deps: ## install Debian's Prometheus, Alertmanager, Pushgateway and Chromium when missing
+	@pkgs=""; for t in $(MONITORING_TOOLS); do command -v $$t >/dev/null || \
+	  pkgs="prometheus prometheus-alertmanager prometheus-pushgateway"; done; \
+	command -v chromium >/dev/null || pkgs="$$pkgs chromium"; \
+	if [ -n "$$pkgs" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing prometheus, prometheus-alertmanager, prometheus-pushgateway"; \
+	    echo "installing $$pkgs"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	      prometheus prometheus-alertmanager prometheus-pushgateway >/dev/null; \
-	    for s in prometheus prometheus-alertmanager prometheus-pushgateway; do \
-	      (service $$s stop || true) >/dev/null 2>&1; done; \
-	  else echo "warning: Prometheus tools missing and apt-get not usable; the server tests will fail" >&2; fi; \
+	      $$pkgs >/dev/null; \
+	    case "$$pkgs" in *prometheus*) for s in prometheus prometheus-alertmanager prometheus-pushgateway; do \
+	      (service $$s stop || true) >/dev/null 2>&1; done;; esac; \
+	  else echo "warning: missing $$pkgs and apt-get not usable; the server and browser tests will fail" >&2; fi; \
 	fi
 
 lint: setup ## ruff and mypy (configured in pyproject.toml)

@@ -33,6 +33,7 @@ from parity.modes import Mode
 from parity.outputs import atomic_write_text
 from parity.progress import Progress
 from parity.runlog import RESULTS_SCHEMA, results_output
+from parity.runview import write_summary
 from parity.shadow import ShadowOptions, ShadowResult, ShadowRun, corpus_identity, sampled
 from parity.step import ShardOutcome, process_shard, warm_up
 
@@ -213,4 +214,5 @@ class DaskShadow:
         report["engine"] = {"name": "dask", "scheduler": self.scheduler or "local",
                             "workers": self.workers if not self.scheduler else None,
                             "corpus_id": corpus_identity(run.corpus)}
+        write_summary(run.run.path, summary, report)  # for parity report RUN_DIR
         return ShadowResult(report, 1 if summary.failed else 0, records)

@@ -25,7 +25,7 @@ from parity.outputs import (
 #: SPEC section 6 (block, header_hash, tx_root, status), then the added functions' columns
 RESULTS_SCHEMA = pa.schema([("block", pa.int64()), *RESULT_COLUMNS],
                            metadata={PARQUET_KEY: b"results"})
-RUN_OWNED = ("mismatches.jsonl", "checkpoint.json", "results", ".*.tmp")
+RUN_OWNED = ("mismatches.jsonl", "checkpoint.json", "summary.json", "results", ".*.tmp")
 
 
 def results_output(path: str | Path) -> OutputFile:

@@ -27,6 +27,7 @@ from parity.modes import Mode
 from parity.progress import Progress
 from parity.records import from_json
 from parity.runlog import RunDir, results_output
+from parity.runview import write_summary
 from parity.step import ShardContext, Side, process_shard, warm_up
 from parity.summary import RunSummary
 from parity.twins import DEFAULT_LEGACY, DEFAULT_REFACTORED, check_twin, load_twin
@@ -203,6 +204,7 @@ class ShadowRun:
         records = list(self.run.records())
         report = build_report(self.summary, records, wall=time.perf_counter() - t0,
                               log_path=str(self.run.log_path))
+        write_summary(self.run.path, self.summary, report)  # for parity report RUN_DIR
         return ShadowResult(report, 1 if self.summary.failed else 0, records)
 
     def replay_block(self, block: int) -> tuple[list[dict], dict]:

@@ -6,8 +6,10 @@ import json
 from typing import TYPE_CHECKING
 
 from parity.cli.args import add_parser, csv_list, mode
+from parity.cli.report import HTML_RECORDS_HELP, html_records, write_run_html
 from parity.errors import ParityError
 from parity.functions import FUNCTIONS
+from parity.htmlreport import DEFAULT_RECORDS
 from parity.twins import DEFAULT_LEGACY, DEFAULT_REFACTORED
 
 if TYPE_CHECKING:
@@ -21,6 +23,11 @@ def _check_outputs(args: argparse.Namespace) -> None:
     from parity.report import report_output
     if args.report:
         report_output(args.report).check(args.force)
+    if args.html:
+        if args.aa:
+            raise ParityError("--html goes with a shadow run, not --aa")
+        from parity.htmlreport import html_output
+        html_output(args.html).check(args.force)
     if args.metrics_file:
         from parity.exporters import metrics_file_output
         metrics_file_output(args.metrics_file).check(args.force)
@@ -92,6 +99,9 @@ def _shadow(args: argparse.Namespace) -> int:
     if args.report:
         write_report(result.report, args.report, args.force)
     print(render_table(result.report))
+    if args.html:
+        write_run_html(args.html, result.report, run.summary, result.records, args.html_records,
+                       args.force, "parity shadow")
     return int(result.exit_code)
 
 
@@ -147,6 +157,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"comma-separated functions to run and compare (default {fns})")
     s.add_argument("--report", help="write the JSON report here")
     s.add_argument("--results", help="write the served results Parquet here")
+    s.add_argument("--html", help="write the self-contained HTML report here")
+    s.add_argument("--html-records", type=html_records, default=DEFAULT_RECORDS,
+                   help=HTML_RECORDS_HELP.format(DEFAULT_RECORDS))
     s.add_argument("--sample", type=float, default=1.0,
                    help="mode 2: share of shards on which legacy also runs (default 1.0)")
     s.add_argument("--legacy", default=DEFAULT_LEGACY,
@@ -160,7 +173,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--resume", action="store_true", help="continue from the last completed shard")
     s.add_argument("--force", action="store_true",
                    help="replace earlier parity output at --run-dir, --results, --report, "
-                        "--metrics-file (never a file or directory parity did not write)")
+                        "--html, --metrics-file (never a file or directory parity did not write)")
     s.add_argument("--repeat", type=int, default=1, help="timed calls per function and shard")
     s.add_argument("--seed", type=int, default=0,
                    help="seed of the mode-2 legacy sample (which shards legacy also runs on)")
