@@ -1,4 +1,4 @@
-"""``parity`` command line: corpora, shadow runs, replays, codec mode, metrics server.
+"""``parity`` command line: corpora, shadow runs, replays, shrinking, codec mode, metrics server.
 
 Each command family registers its parser here; errors are one line on stderr with
 exit code 2 (bad input or usage) or 1 (a change that could not be made durable).
@@ -9,14 +9,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from parity.cli import corpus, live, runs, serving
+from parity.cli import corpus, live, runs, serving, shrink
 from parity.errors import ParityError, StateError
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="parity", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
-    for family in (corpus, runs, serving, live):
+    for family in (corpus, runs, shrink, serving, live):
         family.register(sub)
     return parser
 
