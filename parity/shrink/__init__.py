@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from parity.shadow import ShadowRun
 
 DEFAULT_OUT = "tests/regressions"
-__all__ = ["DEFAULT_OUT", "Case", "Shrinker", "ddmin", "from_corpus", "load_case",
+__all__ = ["DEFAULT_OUT", "Case", "Shrinker", "check_case", "ddmin", "from_corpus", "load_case",
            "neighbours", "shrink_records", "write_case"]
 
 
@@ -77,6 +77,19 @@ class Shrinker:
         case = replace(case, outputs={"legacy": rendered(a), "refactored": rendered(b)})
         case = replace(case, name=case_name(case))
         return ShrinkResult(case, len(self._seen), time.perf_counter() - t0)
+
+
+def check_case(case: Case, legacy: Any, refactored: Any) -> str | None:
+    """None when legacy still gives the outcome recorded at shrink time and the refactored
+    twin gives the same; else the reason, naming the function and the case."""
+    a, b = Shrinker(case.function, legacy, refactored).outcomes(case)
+    if "legacy" in case.outputs and rendered(a) != case.outputs["legacy"]:
+        return (f"{case.function} regression case {case.name}: legacy now gives "
+                f"{rendered(a)!r}, {case.outputs['legacy']!r} when it was shrunk")
+    if a != b:
+        return (f"{case.function} disagrees on regression case {case.name}: legacy "
+                f"{rendered(a)!r}, refactored {rendered(b)!r}")
+    return None
 
 
 def neighbours(case: Case, parts: tuple[str, ...]) -> Iterator[tuple[str, Case]]:
@@ -146,15 +159,15 @@ def from_corpus(run: ShadowRun, block: int, function: str) -> Case:
 
 
 def _distinct(record: dict) -> tuple:
-    if "differing_rules" in record:
-        return (record["function"], tuple(record["differing_rules"]))
-    return (record["function"], record.get("first_byte"), record.get("first_bit"))
+    """What makes two mismatches distinct: the function and, for a status, the rules
+    that differ (a hash output has no fields: any differing bit is the same kind)."""
+    return (record["function"], tuple(record.get("differing_rules") or ()))
 
 
 def shrink_records(run: ShadowRun, records: list[dict], k: int,
                    out: str | Path = DEFAULT_OUT) -> list[dict]:
-    """Shrink the first ``k`` distinct row mismatches (by function and differing rules or
-    first differing byte and bit) and write their cases; one entry per mismatch shrunk."""
+    """Shrink the first ``k`` distinct row mismatches (:func:`_distinct`) and write their
+    cases; one entry per mismatch shrunk (``file`` and ``case``, or ``error``)."""
     done: list[dict] = []
     seen: set[tuple] = set()
     for r in records:
