@@ -123,4 +123,10 @@ def render_table(report: dict) -> str:
                 f"byte {r.get('first_byte')} bit {r.get('first_bit')}, "
                 f"{r.get('differing_bits')} bit(s)" if r.get("kind") is None else r.get("kind"))
             lines.append(f"  {r['function']} {where}: {detail}; replay: {r.get('replay', '-')}")
+    for r in report.get("reproducers", []):
+        if "file" in r:
+            lines.append(f"reproducer: {r['file']} ({r['function']}, block {r['block']}; "
+                         f"{r['tests']} candidates in {r['seconds']:.2f}s)")
+        else:
+            lines.append(f"reproducer: none for {r['function']} block {r['block']}: {r['error']}")
     return "\n".join(lines)

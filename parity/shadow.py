@@ -49,6 +49,8 @@ class ShadowOptions:
     quiet: bool = False
     max_records: int = 100_000
     force: bool = False  # replace earlier parity output at --run-dir / --results
+    shrink: int = 0      # shrink the first K distinct mismatches at the end of the run
+    shrink_out: str = "tests/regressions"
 
     def check(self) -> tuple[BatchFunction, ...]:
         if not 0.0 < self.sample <= 1.0:
@@ -57,6 +59,10 @@ class ShadowOptions:
             raise ParityError("--repeat must be at least 1")
         if self.max_records < 0:
             raise ParityError("--max-records must be at least 0")
+        if self.shrink < 0:
+            raise ParityError("--shrink must be at least 0")
+        if self.shrink and Path(self.shrink_out).exists() and not Path(self.shrink_out).is_dir():
+            raise ParityError(f"--shrink-out {self.shrink_out}: not a directory")
         return resolve(self.functions)
 
 
@@ -204,8 +210,15 @@ class ShadowRun:
         records = list(self.run.records())
         report = build_report(self.summary, records, wall=time.perf_counter() - t0,
                               log_path=str(self.run.log_path))
+        if self.opts.shrink:
+            report["reproducers"] = self.reproducers(records)
         write_summary(self.run.path, self.summary, report)  # for parity report RUN_DIR
         return ShadowResult(report, 1 if self.summary.failed else 0, records)
+
+    def reproducers(self, records: list[dict]) -> list[dict]:
+        """``--shrink K``: the first K distinct mismatches shrunk to case files."""
+        from parity.shrink import shrink_records
+        return shrink_records(self, records, self.opts.shrink, self.opts.shrink_out)
 
     def replay_block(self, block: int) -> tuple[list[dict], dict]:
         """Run both twins on one block in its chain context: (mismatch records, outputs)."""

@@ -77,10 +77,13 @@ def _shadow(args: argparse.Namespace) -> int:
                   repeat=args.repeat, seed=args.seed, quiet=args.quiet,
                   max_records=args.max_records)
     if args.aa:
+        if args.shrink:
+            raise ParityError("--shrink goes with a shadow run, not --aa")
         return _aa(args, common)
     opts = ShadowOptions(mode=args.mode if args.mode is not None else mode_from_env(),
                          legacy=args.legacy, refactored=args.refactored, results=args.results,
-                         run_dir=args.run_dir, resume=args.resume, force=args.force, **common)
+                         run_dir=args.run_dir, resume=args.resume, force=args.force,
+                         shrink=args.shrink, shrink_out=args.shrink_out, **common)
     engine: object
     if args.engine == "dask":
         from parity.distributed import DaskShadow
@@ -94,6 +97,8 @@ def _shadow(args: argparse.Namespace) -> int:
     with BatchExporter(run.metrics, args.pushgateway, args.metrics_file, run.corpus,
                        force=args.force) as exporter:
         result = engine.execute(on_shard=exporter.on_shard)
+    if opts.shrink and "reproducers" not in result.report:  # the dask engine
+        result.report["reproducers"] = run.reproducers(result.records)
     if exporter.warnings:
         result.report["warnings"] = result.report.get("warnings", []) + list(exporter.warnings)
     if args.report:
@@ -179,6 +184,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="seed of the mode-2 legacy sample (which shards legacy also runs on)")
     s.add_argument("--max-records", type=int, default=100_000,
                    help="mismatch records kept at most (counts stay exact beyond it)")
+    s.add_argument("--shrink", type=int, default=0, metavar="K",
+                   help="at the end, shrink the first K distinct mismatches (by function and "
+                        "differing rule or byte) to regression cases (see parity shrink)")
+    s.add_argument("--shrink-out", default="tests/regressions", metavar="DIR",
+                   help="with --shrink: directory for the case files (default tests/regressions/)")
     s.add_argument("--pushgateway", help="push metrics to this Pushgateway URL")
     s.add_argument("--metrics-file", help="write metrics in the textfile format here")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
