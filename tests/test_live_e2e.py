@@ -70,6 +70,15 @@ def test_replay_bypass_fires_and_rolls_back(tmp_path):
                                       "tests.broken_twin"], env=env, cwd=ROOT)
         base = f"http://127.0.0.1:{ports['serve']}"
         wait_http(base + "/chain", 60, serve)
+        feed(str(CORPUS), base, batch=100)  # mode 1: the planted legacy is served
+        # then an operator promotes (the gate satisfied by a window of clean comparisons);
+        # monitoring starts only now, so the first scrape already carries the bypasses and
+        # the alert cannot fire (and be answered) before the promotion
+        op = ModeState(state)
+        op.record(5_000_000, 0)
+        op.promote("canary green")
+        op.promote("canary green")
+        assert op.recorded == Mode.REFACTORED_ONLY
         am = procs.start("alertmanager", [
             tool("prometheus-alertmanager"), f"--config.file={tmp_path / 'alertmanager.yml'}",
             f"--storage.path={tmp_path / 'am'}", f"--web.listen-address=127.0.0.1:{ports['am']}",
@@ -81,15 +90,6 @@ def test_replay_bypass_fires_and_rolls_back(tmp_path):
         wait_http(f"http://127.0.0.1:{ports['am']}/-/ready", 60, am)
         wait_http(f"http://127.0.0.1:{ports['prom']}/-/ready", 60, prom)
         query = f"http://127.0.0.1:{ports['prom']}/api/v1/query?query="
-        until("a first scrape at 0", lambda: get_json(
-            query + "epoch_replay_bypass_successful_total")["data"]["result"])
-        feed(str(CORPUS), base, batch=100)  # mode 1: the planted legacy is served
-        # an operator promotes (the gate satisfied by a window of clean comparisons)
-        op = ModeState(state)
-        op.record(5_000_000, 0)
-        op.promote("canary green")
-        op.promote("canary green")
-        assert op.recorded == Mode.REFACTORED_ONLY
         until("EpochReplayBypass firing", lambda: [
             a for a in get_json(f"http://127.0.0.1:{ports['prom']}/api/v1/alerts")["data"]
             ["alerts"] if a["labels"]["alertname"] == "EpochReplayBypass"
