@@ -1,6 +1,7 @@
 """Helpers to run Debian's Prometheus tools as real processes on 127.0.0.1."""
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -69,3 +70,19 @@ class Processes:
 
     def log(self, name: str) -> str:
         return (self.logs / f"{name}.log").read_text(errors="replace")
+
+
+def get_json(url: str) -> object:
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return json.loads(r.read())
+
+
+def until(what: str, fn, timeout: float = 90.0):
+    """``fn()``'s first truthy value, polled every half second; fails after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = fn()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")

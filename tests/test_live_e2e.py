@@ -1,11 +1,8 @@
 """End to end on 127.0.0.1: a live server with a planted legacy twin that lets replays
 through, a real Prometheus scraping it and a real Alertmanager. The EpochReplayBypass
 rule fires and Alertmanager's webhook demotes the server."""
-import json
 import os
 import sys
-import time
-import urllib.request
 
 import pytest
 import yaml
@@ -14,26 +11,11 @@ from parity.feed import feed
 from parity.modes import Mode
 from parity.state import ModeState
 from tests.conftest import ROOT
-from tests.servers import Processes, free_port, tool, wait_http
+from tests.servers import Processes, free_port, get_json, tool, until, wait_http
 
 MON = ROOT / "monitoring"
 CORPUS = ROOT / "corpora" / "sample-faults"
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
-
-
-def get_json(url):
-    with urllib.request.urlopen(url, timeout=5) as r:
-        return json.loads(r.read())
-
-
-def until(what, fn, timeout=90.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def configs(tmp, ports):

@@ -9,11 +9,9 @@ No clean run seeds the Pushgateway with zeros first, and Prometheus starts only 
 run ended: its first sample of the mismatch counter is already 1, so ``increase()`` has
 nothing to compare with. The alert must fire all the same (a batch job's first push).
 """
-import json
 import os
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -23,7 +21,7 @@ import yaml
 
 from kernels.legacy import decode_header
 from parity.corpus import open_corpus
-from tests.servers import Processes, free_port, tool, wait_http
+from tests.servers import Processes, free_port, get_json, tool, until, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
 MON = ROOT / "monitoring"
@@ -55,24 +53,9 @@ def am_config(path, ports):
     path.write_text(yaml.safe_dump(cfg))
 
 
-def get_json(url):
-    with urllib.request.urlopen(url, timeout=5) as r:
-        return json.loads(r.read())
-
-
 def query(ports, q):
     url = f"http://127.0.0.1:{ports['prom']}/api/v1/query?" + urllib.parse.urlencode({"query": q})
     return get_json(url)["data"]["result"]
-
-
-def until(what, fn, timeout=90.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture()
