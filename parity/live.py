@@ -188,14 +188,14 @@ class LiveValidator:
             raise
         rows, ack = self._rows(blocks, digests, heights, seq0, out)
         t0 = time.perf_counter()
-        try:
-            self.store.acknowledge(ack, out.demotion if mode == mode.REFACTORED_PRIMARY else None)
+        try:  # a demotion is only ever decided in mode 2 (policy.decide)
+            added = self.store.acknowledge(ack, out.demotion)
         except StateError:
             self.restore()  # nothing of this batch was acknowledged
             raise
         self.live_metrics.persist.observe(time.perf_counter() - t0)
         self.tip = ack.tip
-        self.live_metrics.cache_size.set(self.store.cache_size())
+        self.live_metrics.cache_size.inc(added)  # no COUNT(*) over the cache per batch
         self.controller.metrics.observe_outcome(out)
         compared = sum(f.compared for f in out.functions.values())
         mismatched = sum(f.mismatched for f in out.functions.values())

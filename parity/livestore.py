@@ -115,19 +115,23 @@ class LiveStore:
                 "replay_cache": self.cache_size(),
                 "mismatches": int(self._read("SELECT COUNT(*) FROM live_mismatches")[0][0])}
 
-    def acknowledge(self, ack: Acknowledged, demotion: str | None) -> dict | None:
+    def acknowledge(self, ack: Acknowledged, demotion: str | None) -> int:
         """Write one batch in one transaction (with the mode-2 demotion it brings, if any);
-        returns the mode change. StateError when it could not be made durable."""
+        returns how many commitments were new to the cache. StateError when it could not
+        be made durable."""
+        added = [0]
+
         def work(db: sqlite3.Connection) -> None:
             db.executemany("INSERT INTO live_blocks VALUES (?, ?, ?, ?)", ack.blocks)
-            db.executemany("INSERT OR IGNORE INTO live_commitments VALUES (?, ?)",
-                           ack.commitments)
+            added[0] = db.executemany("INSERT OR IGNORE INTO live_commitments VALUES (?, ?)",
+                                      ack.commitments).rowcount
             db.executemany("INSERT INTO live_mismatches (seq, height, function, record) "
                            "VALUES (?, ?, ?, ?)", ack.records)
             t = ack.tip
             db.execute("INSERT OR REPLACE INTO live_tip VALUES (1, ?, ?, ?, ?, ?)",
                        (t.seq, t.height, t.hash, t.timestamp, t.header))
-        return self.state.demote_primary(demotion, work)
+        self.state.demote_primary(demotion, work)
+        return added[0]
 
 
 def result_json(result: dict[str, Any]) -> str:

@@ -91,7 +91,7 @@ class Controller:
         self.serving = self.state.mode  # the mode calls are served under (cached)
         self._due = 0.0
         self._flushed = time.monotonic()
-        self._tallies: weakref.WeakValueDictionary[int, Experiment] = \
+        self._experiments: weakref.WeakValueDictionary[int, Experiment] = \
             weakref.WeakValueDictionary()
         self.metrics.before_collect.append(self.drain)
         _LIVE.add(self)  # flushed at exit: a short script's comparisons still count
@@ -121,7 +121,7 @@ class Controller:
 
     def drain(self) -> None:
         """Move every experiment's counts into the metrics and the promotion window."""
-        for name, exp in list(self._tallies.items()):
+        for name, exp in list(self._experiments.items()):
             try:
                 served, compared, mismatched = exp.tally.drain()
                 for (mode, side), n in served.items():
@@ -198,7 +198,7 @@ class Experiment:
                                                                   "refactored")],
                                                refactored, "refactored")}
         controller.metrics.add_function(name)
-        controller._tallies[id(self)] = self
+        controller._experiments[id(self)] = self
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         c = self.controller
