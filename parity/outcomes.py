@@ -23,11 +23,10 @@ class Outcome:
 
     __slots__ = ("value", "error", "seconds")
 
-    def __init__(self, value: Any = None, error: BaseException | None = None,
-                 seconds: float = 0.0) -> None:
+    def __init__(self, value: Any = None, error: BaseException | None = None) -> None:
         self.value = value
         self.error = error
-        self.seconds = seconds
+        self.seconds = 0.0
 
     def unwrap(self) -> Any:
         if self.error is not None:
@@ -37,15 +36,21 @@ class Outcome:
 
 def run(func: Callable, args: tuple, kwargs: dict, timed: bool = True) -> Outcome:
     """Call ``func``; any exception but KeyboardInterrupt becomes the outcome."""
-    t0 = time.perf_counter_ns() if timed else 0
+    if not timed:  # the common case, kept short: it runs twice per dual call
+        try:
+            return Outcome(func(*args, **kwargs))
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # SystemExit and GeneratorExit are outcomes too
+            return Outcome(None, exc)
+    t0 = time.perf_counter_ns()
     try:
         out = Outcome(func(*args, **kwargs))
     except KeyboardInterrupt:
         raise
-    except BaseException as exc:  # SystemExit and GeneratorExit are outcomes too
-        out = Outcome(error=exc)
-    if timed:
-        out.seconds = (time.perf_counter_ns() - t0) / 1e9
+    except BaseException as exc:
+        out = Outcome(None, exc)
+    out.seconds = (time.perf_counter_ns() - t0) / 1e9
     return out
 
 
@@ -71,9 +76,21 @@ def _private(value: Any) -> Any:
     return value
 
 
+_COPIED = (*_MUTABLE, tuple)
+_SHARED = frozenset({bytes, str, int, float, bool, complex, type(None)})  # never copied
+
+
 def has_mutable(args: tuple, kwargs: dict) -> bool:
-    return any(isinstance(a, (*_MUTABLE, tuple)) for a in args) or \
-        any(isinstance(v, (*_MUTABLE, tuple)) for v in kwargs.values())
+    """Whether any argument needs a private copy per side (a loop, not ``any()``: this
+    runs on every dual call, mostly with one ``bytes`` argument)."""
+    for a in args:
+        if type(a) not in _SHARED and isinstance(a, _COPIED):
+            return True
+    if kwargs:
+        for v in kwargs.values():
+            if type(v) not in _SHARED and isinstance(v, _COPIED):
+                return True
+    return False
 
 
 @dataclass

@@ -42,6 +42,7 @@ log = logging.getLogger("parity")
 _monotonic = time.monotonic
 TIMING_SAMPLE = 64  #: one call in this many is timed (the histograms); counts are exact
 SIDES = ("legacy", "refactored")
+_SHADOW = Mode.SHADOW
 
 
 def _value(counter: itertools.count) -> int:
@@ -197,6 +198,10 @@ class Experiment:
                         Mode.REFACTORED_ONLY: (self.tally.served[(Mode.REFACTORED_ONLY,
                                                                   "refactored")],
                                                refactored, "refactored")}
+        # per mode, the served counters as [refactored, legacy] (indexed by "legacy served")
+        self._served = {m: (self.tally.served[(m, "refactored")], self.tally.served[(m, "legacy")])
+                        for m in Mode}
+        self._random = controller.rng.random
         controller.metrics.add_function(name)
         controller._experiments[id(self)] = self
 
@@ -219,8 +224,8 @@ class Experiment:
     def _dual(self, mode: Mode, args: tuple, kwargs: dict) -> Any:
         """Modes 1 and 2: both sides on private copies, compared, policy-served."""
         c, t = self.controller, self.tally
-        sample = c.sample if self.sample is None else self.sample
-        plan = policy.plan(mode, sampled=mode is Mode.SHADOW or c.rng.random() < sample)
+        plan = policy.plan(mode, sampled=mode is _SHADOW or self._random() < (
+            c.sample if self.sample is None else self.sample))
         timed = not next(t.calls) % TIMING_SAMPLE
         mutable = has_mutable(args, kwargs)
         if mutable:
@@ -231,43 +236,56 @@ class Experiment:
             ra = la = args
             rk = lk = kwargs
         legacy: Outcome | None = None
-        if plan.compares and c.rng.random() < 0.5:  # random order: no systematic cache bias
+        if plan.compares and self._random() < 0.5:  # random order: no systematic cache bias
             legacy = run(self.legacy, la, lk, timed)
         refactored = run(self.refactored, ra, rk, timed)
+        failed = refactored.error is not None
         if plan.legacy and legacy is None:
             legacy = run(self.legacy, la, lk, timed)
-        if policy.fallback(mode, refactored.error is not None, legacy is not None):
+        elif failed and policy.fallback(mode, failed, legacy is not None):
             legacy = run(self.legacy, la, lk, timed)
         matched, why = True, None
         if legacy is not None:
             next(t.compared)
-            changed = self._safely(lambda: mutated(original, rcall), None) if mutable else None
-            if changed:
-                matched, why = False, f"refactored {self.name} mutated its {changed}"
+            if mutable:
+                matched, why = self._compare(legacy, refactored, original, rcall)
             else:
                 try:
                     matched = same_outcome(legacy, refactored, self.comparator)
                 except Exception:  # a comparison that fails is a difference
-                    matched = False
-                    c.harness_errors += 1
-                    log.exception("parity: harness error comparing %s", self.name)
+                    matched = self._broken_comparison()
             if not matched:
                 next(t.mismatched)
                 self._safely(lambda: c.mismatch(self.name, legacy, refactored, args, why))
-        decision = policy.decide(mode, legacy is not None, matched, refactored.error is not None)
+        decision = policy.decide(mode, legacy is not None, matched, failed)
         if decision.demote:
             reason = why or (f"refactored {self.name} raised {type(refactored.error).__name__}"
-                             if refactored.error is not None and legacy is not None
-                             and legacy.error is None else f"{self.name} mismatch")
+                             if failed and legacy is not None and legacy.error is None
+                             else f"{self.name} mismatch")
             self._safely(lambda: c.demote(reason))
             self._safely(c.drain)  # the mismatch counts at once, not at the next scrape
-        next(t.served[(mode, decision.served)])
+        next(self._served[mode][decision.served == "legacy"])
         if timed:
             self._safely(lambda: c.metrics.observe(
                 self.name, legacy.seconds if legacy else None, refactored.seconds))
-        served = legacy if decision.served == "legacy" else refactored
-        assert served is not None
-        return served.unwrap()
+        return (legacy if decision.served == "legacy" else refactored).unwrap()  # type: ignore[union-attr]
+
+    def _compare(self, legacy: Outcome, refactored: Outcome, original: Call,
+                 used: Call) -> tuple[bool, str | None]:
+        """(matched, why) after copied arguments: a refactored call that changed its copy
+        is a mismatch."""
+        changed = self._safely(lambda: mutated(original, used), None)
+        if changed:
+            return False, f"refactored {self.name} mutated its {changed}"
+        try:
+            return same_outcome(legacy, refactored, self.comparator), None
+        except Exception:  # a comparison that fails is a difference
+            return self._broken_comparison(), None
+
+    def _broken_comparison(self) -> bool:
+        self.controller.harness_errors += 1
+        log.exception("parity: harness error comparing %s", self.name)
+        return False
 
     def _safely(self, fn: Callable, default: Any = None) -> Any:
         """Harness work: its failures are logged and counted, never raised to the caller."""
