@@ -32,7 +32,7 @@ from parity.metrics import Metrics
 from parity.modes import Mode
 from parity.outputs import atomic_write_text
 from parity.progress import Progress
-from parity.runlog import RESULTS_SCHEMA, results_output
+from parity.runlog import RESULTS_SCHEMA, RESULTS_WRITE, results_output
 from parity.runview import write_summary
 from parity.shadow import ShadowOptions, ShadowResult, ShadowRun, corpus_identity, sampled
 from parity.step import ShardOutcome, process_shard, warm_up
@@ -204,7 +204,7 @@ class DaskShadow:
         summary.records_logged = len(records)
         if self.opts.results:
             def write(tmp: Path) -> None:
-                with pq.ParquetWriter(tmp, RESULTS_SCHEMA) as writer:
+                with pq.ParquetWriter(tmp, RESULTS_SCHEMA, **RESULTS_WRITE) as writer:
                     for i in range(len(groups)):
                         writer.write_table(results[i]["outcome"].results)
             results_output(self.opts.results).write(self.opts.force, write)

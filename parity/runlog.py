@@ -25,6 +25,9 @@ from parity.outputs import (
 #: SPEC section 6 (block, header_hash, tx_root, status), then the added functions' columns
 RESULTS_SCHEMA = pa.schema([("block", pa.int64()), *RESULT_COLUMNS],
                            metadata={PARQUET_KEY: b"results"})
+#: how results tables are written: the hash columns are random bytes, which neither a
+#: dictionary nor compression shrinks (trying costs more than the write itself)
+RESULTS_WRITE = {"use_dictionary": ["status"], "compression": "snappy"}
 RUN_OWNED = ("mismatches.jsonl", "checkpoint.json", "summary.json", "results", ".*.tmp")
 
 
@@ -86,7 +89,7 @@ class RunDir:
 
     def write_part(self, index: int, table: pa.Table) -> None:
         atomic_write(self.parts / f"part-{index:06d}.parquet",
-                     lambda tmp: pq.write_table(table, tmp))
+                     lambda tmp: pq.write_table(table, tmp, **RESULTS_WRITE))
 
     def checkpoint(self, data: dict) -> None:
         atomic_write_text(self.checkpoint_path, json.dumps(data))
@@ -98,7 +101,7 @@ class RunDir:
 
     def merge_results(self, out: Path, shards: int, force: bool) -> None:
         def write(tmp: Path) -> None:
-            with pq.ParquetWriter(tmp, RESULTS_SCHEMA) as writer:
+            with pq.ParquetWriter(tmp, RESULTS_SCHEMA, **RESULTS_WRITE) as writer:
                 for i in range(shards):
                     writer.write_table(pq.read_table(self.parts / f"part-{i:06d}.parquet",
                                                      schema=RESULTS_SCHEMA))

@@ -187,9 +187,8 @@ class ShadowRun:
         self.metrics.set_mode(self.summary.mode)
         with Progress(self.m.blocks, "shadow", quiet=self.opts.quiet) as bar:
             bar.advance(sum(g.rows for g in groups[:first]))
-            for index in range(first, len(groups)):
+            for index, shard in enumerate(self.corpus.read_ahead(groups[first:]), first):
                 g = groups[index]
-                shard = self.corpus.read_shard(g)
                 ctx = self.context(self.summary.mode)
                 ctx.sampled = sampled(self.opts, index)
                 ctx.max_records = self.opts.max_records - self.summary.records_logged

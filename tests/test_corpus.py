@@ -18,6 +18,7 @@ from parity.cli import main
 from parity.corpus import open_corpus
 from parity.corpus.generate import GenerateOptions, generate, read_truth
 from parity.corpus.jsonl import block_to_json, export_jsonl, import_jsonl
+from parity.errors import CorpusError
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPORA = ROOT / "corpora"
@@ -268,3 +269,32 @@ def test_cli_generate_and_verify_in_a_subprocess(tmp_path):
                           "--blocks", "5", "--rules", "NOPE"], capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown rule 'NOPE'" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_read_ahead_gives_the_shards_in_order_and_raises_where_a_plain_read_would(
+        faulty, monkeypatch):
+    corpus = open_corpus(faulty)
+    groups = corpus.row_groups()
+    assert len(groups) >= 3
+    plain = [corpus.read_shard(g) for g in groups]
+    ahead = list(corpus.read_ahead(groups))
+    assert [s.start for s in ahead] == [s.start for s in plain]
+    assert all(np.array_equal(a.headers, b.headers) and np.array_equal(a.numbers, b.numbers)
+               for a, b in zip(ahead, plain))
+    assert list(corpus.read_ahead([])) == []
+
+    real = type(corpus).read_shard
+
+    def broken(self, g):
+        if g.start == groups[2].start:
+            raise CorpusError(self.path, "row group 2: planted")
+        return real(self, g)
+    monkeypatch.setattr(type(corpus), "read_shard", broken)
+    got = []
+    with pytest.raises(CorpusError, match="planted"):
+        for shard in corpus.read_ahead(groups):
+            got.append(shard.start)
+    assert got == [groups[0].start, groups[1].start]  # the shards before it were handed out
+    stream = corpus.read_ahead(groups)
+    assert next(stream).start == groups[0].start
+    stream.close()  # a consumer that stops early leaves no reader behind
