@@ -33,6 +33,9 @@ from parity.framing import FrameError, decode_reply, encode_request
 
 DEFAULT_TIMEOUT = 60.0
 TIMEOUT_ROWS = 100_000     # the timeout is per this many rows of a request
+TIMEOUT_HELP = ("exec: twins: seconds a request may take, per 100,000 blocks in it and at "
+                "least this (default %(default)s); a twin over it is stopped and counted as "
+                "failing that request")
 STDERR_TAIL = 5            # lines of the twin's stderr quoted in an error
 _U8, _U32, _I64, _U64 = (np.dtype(t) for t in ("u1", "<u4", "<i8", "<u8"))
 _LIVE: weakref.WeakSet[ProcessTwin] = weakref.WeakSet()
