@@ -211,7 +211,8 @@ class ProcessTwin:
         deadline = time.monotonic() + limit
         try:
             self._write(encode_request(op, arrays), deadline)
-            return decode_reply(lambda n: self._read(n, deadline))
+            # a reply holds at most 32 bytes a row: a larger array is garbage, not a wait
+            return decode_reply(lambda n: self._read(n, deadline), max(1 << 20, 64 * rows))
         except TimeoutError:
             self._fail(op, f"no reply within {limit:g} s")
         except (BrokenPipeError, EOFError):
