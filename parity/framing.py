@@ -94,7 +94,7 @@ def decode_arrays(read: Read, max_bytes: int) -> list[np.ndarray]:
 
 
 def decode_request(read: Read, max_bytes: int = 1 << 40) -> tuple[str, list[np.ndarray]]:
-    magic = read(4)
+    magic = bytes(read(4))
     if magic != REQUEST_MAGIC:
         raise FrameError(f"bad request magic {magic!r}")
     (n,) = struct.unpack("<H", read(2))
@@ -108,7 +108,7 @@ def decode_request(read: Read, max_bytes: int = 1 << 40) -> tuple[str, list[np.n
 
 
 def decode_reply(read: Read, max_bytes: int = 1 << 40) -> Reply:
-    magic = read(4)
+    magic = bytes(read(4))
     if magic != REPLY_MAGIC:
         raise FrameError(f"bad reply magic {magic!r}")
     status = read(1)[0]

@@ -3,7 +3,7 @@
 :class:`ProcessTwin` has the twin interface of :mod:`parity.twins`. It starts COMMAND
 (shlex-split, no shell, no inherited descriptors, its own session so a Ctrl-C reaches
 the harness only) on the first request and asks ``hello`` which functions it
-implements. Each request is written whole, then its reply read, within a timeout of
+implements (within 30 s or the timeout if longer). Each request is written whole, then its reply read, within a timeout of
 ``timeout`` seconds per 100,000 rows of the request (at least ``timeout``). A status-1
 reply raises :class:`TwinProcessError` and keeps the process; an exit, a timeout, a
 short or malformed reply or arrays of the wrong dtype or shape raise it too and stop
@@ -36,6 +36,7 @@ TIMEOUT_ROWS = 100_000     # the timeout is per this many rows of a request
 TIMEOUT_HELP = ("exec: twins: seconds a request may take, per 100,000 blocks in it and at "
                 "least this (default %(default)s); a twin over it is stopped and counted as "
                 "failing that request")
+STARTUP_TIMEOUT = 30.0    # seconds for ``hello`` (a start loads a runtime), or the timeout
 STDERR_TAIL = 5            # lines of the twin's stderr quoted in an error
 _U8, _U32, _I64, _U64 = (np.dtype(t) for t in ("u1", "<u4", "<i8", "<u8"))
 _LIVE: weakref.WeakSet[ProcessTwin] = weakref.WeakSet()
@@ -118,6 +119,12 @@ class ProcessTwin:
         self._freed: list[tuple[int, int]] = []
         self._lock = threading.RLock()
         _LIVE.add(self)
+
+    def __del__(self) -> None:  # a twin nobody closed: its process goes with it
+        try:
+            self._stop(kill=True)
+        except Exception:
+            pass
 
     def __reduce__(self) -> tuple:
         return (ProcessTwin, (self.command, self.role, self.timeout))
@@ -206,8 +213,9 @@ class ProcessTwin:
                 self._fail(op, wrong)
             return reply.arrays
 
-    def _exchange(self, op: str, arrays: Sequence[np.ndarray], rows: int) -> Any:
-        limit = self.timeout * max(1.0, rows / TIMEOUT_ROWS)
+    def _exchange(self, op: str, arrays: Sequence[np.ndarray], rows: int,
+                  at_least: float = 0.0) -> Any:
+        limit = max(at_least, self.timeout * max(1.0, rows / TIMEOUT_ROWS))
         deadline = time.monotonic() + limit
         try:
             self._write(encode_request(op, arrays), deadline)
@@ -275,7 +283,7 @@ class ProcessTwin:
         self._generation += 1
         self._buf.clear()
         self._freed.clear()
-        reply = self._exchange("hello", [], 1)
+        reply = self._exchange("hello", [], 1, STARTUP_TIMEOUT)
         if reply.status == 1:
             self._fail("hello", f"the twin's error: {reply.message}")
         if len(reply.arrays) != 1 or reply.arrays[0].dtype != _U8 or reply.arrays[0].ndim != 1:

@@ -37,6 +37,7 @@ from parity.twins import (
     EXEC,
     LEGACY_ONLY_REASON,
     check_twin,
+    close_twin,
     legacy_only,
     load_twin,
 )
@@ -123,23 +124,29 @@ class ShadowRun:
         self.corpus = open_corpus(opts.corpus, verify=verify)
         self.m = self.corpus.manifest
         self.metrics = metrics or Metrics()
-        self.legacy = Side("legacy", check_twin(legacy, "legacy twin", self.functions)
-                           if legacy is not None else
-                           load_twin(opts.legacy, "legacy", self.functions, opts.twin_timeout))
-        self.refactored = Side("refactored", refactored if refactored is not None else
-                               load_twin(opts.refactored, "refactored", self.functions,
-                                         opts.twin_timeout, partial=True))
-        #: functions the refactored twin does not implement: legacy alone runs them
-        self.legacy_only = legacy_only(
-            self.refactored.twin, "refactored twin" if refactored is not None else
-            f"--refactored {opts.refactored}", self.functions)
-        run_dir = opts.run_dir or f".parity-run/{self.corpus.path.resolve().name}"
-        # the default location is parity's own: an earlier run there is replaced
-        self.run = RunDir(Path(run_dir), force=opts.force or opts.run_dir is None)
-        self.run.check(opts.resume)  # refuse a foreign output before any work
-        if opts.results:
-            results_output(opts.results).check(opts.force)
+        self.legacy, self.refactored = Side("legacy", None), Side("refactored", None)
+        try:  # a refusal stops the exec: twins already started
+            self._load(legacy, refactored)
+            run_dir = opts.run_dir or f".parity-run/{self.corpus.path.resolve().name}"
+            # the default location is parity's own: an earlier run there is replaced
+            self.run = RunDir(Path(run_dir), force=opts.force or opts.run_dir is None)
+            self.run.check(opts.resume)  # refuse a foreign output before any work
+            if opts.results:
+                results_output(opts.results).check(opts.force)
+        except BaseException:
+            self.close()
+            raise
         self.summary = self.new_summary()
+
+    def _load(self, legacy: Any, refactored: Any) -> None:
+        o, fns = self.opts, self.functions
+        self.legacy.twin = check_twin(legacy, "legacy twin", fns) if legacy is not None else \
+            load_twin(o.legacy, "legacy", fns, o.twin_timeout)
+        self.refactored.twin = refactored if refactored is not None else \
+            load_twin(o.refactored, "refactored", fns, o.twin_timeout, partial=True)
+        #: functions the refactored twin does not implement: legacy alone runs them
+        self.legacy_only = legacy_only(self.refactored.twin, "refactored twin" if refactored
+                                       is not None else f"--refactored {o.refactored}", fns)
 
     @property
     def blocks_done(self) -> int:
@@ -195,9 +202,7 @@ class ShadowRun:
     def close(self) -> None:
         """Stop the twins that run as processes (the others have nothing to stop)."""
         for side in (self.legacy, self.refactored):
-            closer = getattr(side.twin, "close", None)
-            if callable(closer):
-                closer()
+            close_twin(side.twin)
 
     def __enter__(self) -> ShadowRun:
         return self

@@ -155,7 +155,18 @@ def load_twin(name: str, role: str, functions: Sequence[Any] | None = None,
     ``partial``, for at least one of them (see :func:`legacy_only`)."""
     fns = list(_registry().values()) if functions is None else functions
     twin = _import(name, role, timeout)
-    if partial:
-        legacy_only(twin, f"--{role} {name}", fns)
-        return twin
-    return check_twin(twin, f"--{role} {name}", fns)
+    try:
+        if partial:
+            legacy_only(twin, f"--{role} {name}", fns)
+            return twin
+        return check_twin(twin, f"--{role} {name}", fns)
+    except BaseException:
+        close_twin(twin)
+        raise
+
+
+def close_twin(twin: Any) -> None:
+    """Stop ``twin``'s process if it runs as one (in-process twins have nothing to stop)."""
+    from parity.proctwin import ProcessTwin
+    if isinstance(twin, ProcessTwin):
+        twin.close()
