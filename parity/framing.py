@@ -25,7 +25,7 @@ MAX_OP = 64
 MAX_ARRAYS = 64
 MAX_MESSAGE = 1 << 20
 
-Read = Callable[[int], bytes]
+Read = Callable[[int], bytes | bytearray]
 
 
 class FrameError(ValueError):

@@ -3,8 +3,9 @@
 :class:`ProcessTwin` has the twin interface of :mod:`parity.twins`. It starts COMMAND
 (shlex-split, no shell, no inherited descriptors, its own session so a Ctrl-C reaches
 the harness only) on the first request and asks ``hello`` which functions it
-implements (within 30 s or the timeout if longer). Each request is written whole, then its reply read, within a timeout of
-``timeout`` seconds per 100,000 rows of the request (at least ``timeout``). A status-1
+implements (within 30 s, or the timeout if longer). Each request is written whole, then
+its reply read, within ``timeout`` seconds per 100,000 rows of the request (at least
+``timeout``). A status-1
 reply raises :class:`TwinProcessError` and keeps the process; an exit, a timeout, a
 short or malformed reply or arrays of the wrong dtype or shape raise it too and stop
 the process, which the next request starts again. Pickled, a twin is its command:

@@ -5,7 +5,7 @@ import json
 import platform
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numba
 
@@ -31,7 +31,7 @@ def cpu_name() -> str:
 
 def build_report(summary: RunSummary, records: list[dict], wall: float, log_path: str) -> dict:
     """The JSON report: built from the run's summary and its mismatch records alone."""
-    functions = {}
+    functions: dict[str, dict[str, Any]] = {}
     for fn, s in summary.stats.items():
         functions[fn] = {
             "comparisons": s.comparisons, "mismatches": s.mismatches, "errors": s.errors,

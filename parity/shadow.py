@@ -24,13 +24,13 @@ from parity.errors import ParityError
 from parity.functions import FUNCTIONS, BatchFunction, resolve
 from parity.metrics import Metrics
 from parity.modes import Mode
+from parity.proctwin import DEFAULT_TIMEOUT
 from parity.progress import Progress
 from parity.records import from_json
 from parity.runlog import RunDir, results_output
 from parity.runview import write_summary
 from parity.step import ShardContext, Side, process_shard, warm_up
 from parity.summary import RunSummary
-from parity.proctwin import DEFAULT_TIMEOUT
 from parity.twins import (
     DEFAULT_LEGACY,
     DEFAULT_REFACTORED,
