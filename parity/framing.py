@@ -39,31 +39,45 @@ class Reply:
     message: str = ""
 
 
-def encode_array(a: np.ndarray) -> bytes:
-    """One array: its dtype code, shape and little-endian C-order bytes."""
+def array_parts(a: np.ndarray) -> tuple[bytes, memoryview]:
+    """One array: its dtype code and shape, then its little-endian C-order elements (a
+    view of ``a`` itself when it already is that: large batches are never copied)."""
     dt = np.dtype(a.dtype).newbyteorder("<") if a.dtype.byteorder == ">" else np.dtype(a.dtype)
     code = CODES.get(dt)
     if code is None:
         raise TypeError(f"dtype {a.dtype} is not one of uint8, uint32, int64, uint64")
     if a.ndim > MAX_NDIM:
         raise ValueError(f"{a.ndim} dimensions, at most {MAX_NDIM}")
-    data = np.ascontiguousarray(a, dtype=dt).tobytes()
-    return struct.pack(f"<BB{a.ndim}Q", code, a.ndim, *a.shape) + data
+    data = np.ascontiguousarray(a, dtype=dt)
+    return (struct.pack(f"<BB{a.ndim}Q", code, a.ndim, *a.shape),
+            data.reshape(-1).view(np.uint8).data)
 
 
-def _arrays(arrays: Sequence[np.ndarray]) -> bytes:
-    return struct.pack("<I", len(arrays)) + b"".join(encode_array(a) for a in arrays)
+def encode_array(a: np.ndarray) -> bytes:
+    return b"".join(array_parts(a))
+
+
+def _arrays(arrays: Sequence[np.ndarray]) -> list[bytes | memoryview]:
+    parts: list[bytes | memoryview] = [struct.pack("<I", len(arrays))]
+    for a in arrays:
+        parts += array_parts(a)
+    return parts
+
+
+def request_parts(op: str, arrays: Sequence[np.ndarray]) -> list[bytes | memoryview]:
+    """A request as buffers to write one after the other."""
+    name = op.encode("ascii")
+    return [REQUEST_MAGIC + struct.pack("<H", len(name)) + name, *_arrays(arrays)]
 
 
 def encode_request(op: str, arrays: Sequence[np.ndarray]) -> bytes:
-    name = op.encode("ascii")
-    return REQUEST_MAGIC + struct.pack("<H", len(name)) + name + _arrays(arrays)
+    return b"".join(request_parts(op, arrays))
 
 
 def encode_reply(arrays: Sequence[np.ndarray] = (), error: str | None = None) -> bytes:
     """A status-0 reply with ``arrays``, or (``error``) a status-1 reply."""
     if error is None:
-        return REPLY_MAGIC + b"\0" + _arrays(arrays)
+        return REPLY_MAGIC + b"\0" + b"".join(_arrays(arrays))
     msg = error.encode("utf-8")
     return REPLY_MAGIC + b"\1" + struct.pack("<I", len(msg)) + msg
 

@@ -15,6 +15,7 @@ each process (a Dask worker's task) starts its own. Every process is stopped by
 from __future__ import annotations
 
 import atexit
+import fcntl
 import os
 import select
 import shlex
@@ -30,7 +31,7 @@ from typing import IO, Any, NoReturn
 import numpy as np
 
 from parity.errors import ParityError
-from parity.framing import FrameError, decode_reply, encode_request
+from parity.framing import FrameError, decode_reply, request_parts
 
 DEFAULT_TIMEOUT = 60.0
 TIMEOUT_ROWS = 100_000     # the timeout is per this many rows of a request
@@ -38,7 +39,8 @@ TIMEOUT_HELP = ("exec: twins: seconds a request may take, per 100,000 blocks in 
                 "least this (default %(default)s); a twin over it is stopped and counted as "
                 "failing that request")
 STARTUP_TIMEOUT = 30.0    # seconds for ``hello`` (a start loads a runtime), or the timeout
-STDERR_TAIL = 5            # lines of the twin's stderr quoted in an error
+STDERR_TAIL = 5
+PIPE_SIZE = 1 << 20            # lines of the twin's stderr quoted in an error
 _U8, _U32, _I64, _U64 = (np.dtype(t) for t in ("u1", "<u4", "<i8", "<u8"))
 _LIVE: weakref.WeakSet[ProcessTwin] = weakref.WeakSet()
 
@@ -114,7 +116,6 @@ class ProcessTwin:
         self.label = f"{role} twin exec:{command}"
         self._proc: subprocess.Popen | None = None
         self._stderr: IO[bytes] | None = None
-        self._buf = bytearray()
         self._generation = 0
         self._functions: tuple[str, ...] | None = None
         self._freed: list[tuple[int, int]] = []
@@ -219,7 +220,7 @@ class ProcessTwin:
         limit = max(at_least, self.timeout * max(1.0, rows / TIMEOUT_ROWS))
         deadline = time.monotonic() + limit
         try:
-            self._write(encode_request(op, arrays), deadline)
+            self._write(request_parts(op, arrays), deadline)
             # a reply holds at most 32 bytes a row: a larger array is garbage, not a wait
             return decode_reply(lambda n: self._read(n, deadline), max(1 << 20, 64 * rows))
         except TimeoutError:
@@ -239,28 +240,30 @@ class ProcessTwin:
         raise TwinProcessError(f"{self.label}: {op}: {what}{status}"
                                + (f"; its stderr ends: {tail}" if tail else ""))
 
-    def _write(self, data: bytes, deadline: float) -> None:
+    def _write(self, parts: Sequence[bytes | memoryview], deadline: float) -> None:
         assert self._proc is not None and self._proc.stdin is not None
-        fd, view, pos = self._proc.stdin.fileno(), memoryview(data), 0
-        while pos < len(view):
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([], [fd], [], left)[1]:
-                raise TimeoutError
-            pos += os.write(fd, view[pos:pos + (1 << 20)])
+        fd = self._proc.stdin.fileno()
+        for part in parts:
+            view, pos = memoryview(part), 0
+            while pos < len(view):
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([], [fd], [], left)[1]:
+                    raise TimeoutError
+                pos += os.write(fd, view[pos:])
 
     def _read(self, n: int, deadline: float) -> bytearray:
+        """Exactly ``n`` bytes of the reply (never more: the next reply stays in the pipe)."""
         assert self._proc is not None and self._proc.stdout is not None
-        fd = self._proc.stdout.fileno()
-        while len(self._buf) < n:
+        stdout, out = self._proc.stdout, bytearray(n)
+        view, pos = memoryview(out), 0
+        while pos < n:
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
+            if left <= 0 or not select.select([stdout], [], [], left)[0]:
                 raise TimeoutError
-            chunk = os.read(fd, max(n - len(self._buf), 1 << 16))
-            if not chunk:
+            got = stdout.readinto(view[pos:])  # type: ignore[attr-defined]
+            if got == 0:
                 raise EOFError
-            self._buf += chunk
-        out = self._buf[:n]
-        del self._buf[:n]
+            pos += got or 0
         return out
 
     # -- the process --------------------------------------------------------------------
@@ -281,8 +284,11 @@ class ProcessTwin:
         for f in (self._proc.stdin, self._proc.stdout):
             assert f is not None
             os.set_blocking(f.fileno(), False)
+            try:  # fewer, larger pipe transfers for big batches (Linux; best effort)
+                fcntl.fcntl(f.fileno(), fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+            except (OSError, AttributeError):
+                pass
         self._generation += 1
-        self._buf.clear()
         self._freed.clear()
         reply = self._exchange("hello", [], 1, STARTUP_TIMEOUT)
         if reply.status == 1:

@@ -32,12 +32,13 @@ OFF_HEIGHT = 4  # a header's height: u64 at byte 4 (SPEC section 1)
 
 
 def read_exactly(stream, n: int) -> bytearray:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = stream.read(n - len(buf))
-        if not chunk:
+    buf = bytearray(n)
+    view, pos = memoryview(buf), 0
+    while pos < n:
+        got = stream.readinto(view[pos:])
+        if not got:
             raise EOFError
-        buf += chunk
+        pos += got
     return buf
 
 
@@ -59,18 +60,19 @@ def read_request(stream) -> tuple[str, list[np.ndarray]]:
     return op, arrays
 
 
-def ok_reply(arrays: list[np.ndarray]) -> bytes:
-    out = [b"PTWR", b"\0", struct.pack("<I", len(arrays))]
+def ok_reply(arrays: list[np.ndarray]) -> list:
+    """The reply's parts: ``"PTWR" 0 u32 n_arrays``, then each array's head and data."""
+    out = [b"PTWR\0" + struct.pack("<I", len(arrays))]
     for a in arrays:
         a = np.ascontiguousarray(a)
         out.append(struct.pack(f"<BB{a.ndim}Q", CODES[a.dtype], a.ndim, *a.shape))
-        out.append(a.tobytes())
-    return b"".join(out)
+        out.append(memoryview(a.reshape(-1)).cast("B"))
+    return out
 
 
-def error_reply(message: str) -> bytes:
+def error_reply(message: str) -> list:
     msg = message.encode("utf-8")
-    return b"PTWR\1" + struct.pack("<I", len(msg)) + msg
+    return [b"PTWR\1" + struct.pack("<I", len(msg)) + msg]
 
 
 def parent_of(raw: np.ndarray):
@@ -168,7 +170,8 @@ def main() -> int:
             reply = ok_reply(twin.answer(op, arrays))
         except Exception as exc:  # the twin's own error: status 1, stay ready
             reply = error_reply(f"{type(exc).__name__}: {exc}")
-        stdout.write(reply)
+        for part in reply:
+            stdout.write(part)
         stdout.flush()
 
 
