@@ -35,7 +35,7 @@ from parity.livestore import Acknowledged, LiveStore, Tip, result_json
 from parity.metrics import BUCKETS, Metrics
 from parity.percall import Controller
 from parity.step import ShardContext, Side, process_shard, warm_up
-from parity.twins import DEFAULT_LEGACY, DEFAULT_REFACTORED, legacy_only, load_twin
+from parity.twins import DEFAULT_LEGACY, DEFAULT_REFACTORED, close_twin, legacy_only, load_twin
 
 MAX_BATCH = 10_000
 
@@ -129,6 +129,11 @@ class LiveValidator:
         self._lock = threading.Lock()
         self._warm = False
         self.restore()
+
+    def close(self) -> None:
+        """Stop the twins that run as processes (``exec:``)."""
+        for side in (self.legacy, self.refactored):
+            close_twin(side.twin)
 
     def restore(self) -> None:
         """Both twins' chain state from the store: every commitment seen, the tip."""

@@ -317,6 +317,34 @@ def _ppid(proc: Path) -> int:
         return -1
 
 
+def test_live_validation_with_a_partial_exec_twin(chain, tmp_path):
+    """``parity serve --chain`` loads exec: twins too: posted blocks are validated by legacy
+    alone (the twin implements no validation) and the planted hash bit is caught."""
+    from parity.corpus import open_corpus
+    from parity.live import Chain, LiveValidator
+    from parity.modes import Mode
+    from parity.percall import Controller
+    from parity.state import ModeState
+    corpus, expected, heights = chain
+    m = open_corpus(corpus).manifest
+    controller = Controller(ModeState(tmp_path / "state.db", initial=Mode.SHADOW))
+    twin = exec_twin("--functions", "header_hash,merkle_root", "--flip-heights", str(heights[42]))
+    live = LiveValidator(controller, Chain(m.now, m.difficulty_target, m.anchor),
+                         "kernels.legacy", twin, twin_timeout=30)
+    try:
+        assert live.legacy_only == {"validate", "commitment"}
+        body = [(json.dumps(block_to_json(s.block(i))) + "\n").encode()
+                for s in open_corpus(corpus).shards() for i in range(len(s))]
+        answers = []
+        for lo in range(0, len(body), 50):
+            answers += live.submit(b"".join(body[lo:lo + 50]))["results"]
+        assert [a["status"] for a in answers] == expected
+        assert [i for i, a in enumerate(answers) if not a["agreed"]] == [42]
+    finally:
+        live.close()
+    assert children() == []
+
+
 @pytest.mark.slow
 def test_dask_engine_with_an_exec_twin(chain, tmp_path, capsys):
     corpus, _, heights = chain
