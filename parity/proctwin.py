@@ -230,6 +230,9 @@ class ProcessTwin:
                        else "the process closed its stdout")
         except FrameError as exc:
             self._fail(op, f"malformed reply ({exc})")
+        except BaseException:  # Ctrl-C mid-frame: the stream is out of step, stop the process
+            self._stop(kill=True)
+            raise
 
     def _fail(self, op: str, what: str) -> NoReturn:
         """Stop the process and raise, with the end of its stderr."""
