@@ -345,7 +345,8 @@ def warm_up(shard: Shard, ctx: ShardContext, announce: bool = False) -> dict[str
         for side in sides:
             t0 = time.perf_counter()
             scratch = Side(side.name, side.twin)
-            fns = [f for f in ctx.functions if side is ctx.legacy or f.name not in ctx.legacy_only]
+            fns = [f for f in ctx.functions if (f.name in ctx.legacy_only) ==
+                   (side is ctx.legacy) or (side is ctx.legacy and plan.legacy)]
             scratch.start(ctx.manifest.anchor, any(f.chain_state for f in fns))
             for fn in fns:
                 call_side(fn, scratch, tiny, ctx.manifest, keep_state=True)
