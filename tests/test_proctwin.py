@@ -52,9 +52,9 @@ def shadow(tmp_path, corpus, *args, name="run"):
     return code, (json.loads(report.read_text()) if report.exists() else None)
 
 
-def children() -> list[tuple[int, str]]:
+def _children() -> set[tuple[int, str]]:
     """(pid, state) of this process's children, zombies included."""
-    out = []
+    out = set()
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             try:
@@ -63,8 +63,23 @@ def children() -> list[tuple[int, str]]:
                 continue
             fields = stat.rsplit(")", 1)[1].split()
             if int(fields[1]) == os.getpid():
-                out.append((int(d.name), fields[0]))
+                out.add((int(d.name), fields[0]))
     return out
+
+
+_BEFORE: set[tuple[int, str]] = set()
+
+
+@pytest.fixture(autouse=True)
+def _baseline():
+    """The children other tests' fixtures left running (servers, clusters) before this one."""
+    _BEFORE.clear()
+    _BEFORE.update(_children())
+
+
+def children() -> list[tuple[int, str]]:
+    """Children of this process started by the current test and still there (or zombies)."""
+    return sorted(_children() - _BEFORE)
 
 
 @pytest.mark.parametrize("mode", ["1", "2", "3"])
