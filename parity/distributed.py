@@ -52,7 +52,12 @@ def shard_task(opts: dict, index: int, groups: list[RowGroup], prime: np.ndarray
     import numba
     numba.set_num_threads(1)  # one thread per Dask worker thread
     options = ShadowOptions(**opts)
-    run = ShadowRun(options, verify=False)
+    with ShadowRun(options, verify=False) as run:  # exec: twins: a process per task
+        return _shard_step(run, options, index, groups, prime)
+
+
+def _shard_step(run: ShadowRun, options: ShadowOptions, index: int, groups: list[RowGroup],
+                prime: np.ndarray) -> dict[str, Any]:
     run.start_sides(options.mode)
     before = next((g for g in reversed(groups[:index]) if g.rows), None)
     parent = run.corpus.read_headers(before)[-1].tobytes() if before else None

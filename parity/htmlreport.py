@@ -145,7 +145,9 @@ def functions_section(report: dict, summary: RunSummary) -> str:
     for fn, f in report["functions"].items():
         sp = f.get("speedup") or {}
         rate = "-" if f["match_rate"] is None else f"{f['match_rate']:.8f}"
-        rows.append((e(fn), _num(f["comparisons"]), _num(f["mismatches"]), _num(f["errors"]), rate,
+        name = e(fn) + (f" (legacy only: {e(f['legacy_only'])})" if f.get("legacy_only")
+                         else "")
+        rows.append((name, _num(f["comparisons"]), _num(f["mismatches"]), _num(f["errors"]), rate,
                      f"{f['legacy_seconds']:.4f}", f"{f['refactored_seconds']:.4f}",
                      f"{sp['overall']:.2f}x" if sp else "-",
                      f"{sp['median']:.2f}x" if sp else "-",

@@ -35,7 +35,7 @@ from parity.livestore import Acknowledged, LiveStore, Tip, result_json
 from parity.metrics import BUCKETS, Metrics
 from parity.percall import Controller
 from parity.step import ShardContext, Side, process_shard, warm_up
-from parity.twins import DEFAULT_LEGACY, DEFAULT_REFACTORED, load_twin
+from parity.twins import DEFAULT_LEGACY, DEFAULT_REFACTORED, close_twin, legacy_only, load_twin
 
 MAX_BATCH = 10_000
 
@@ -113,25 +113,35 @@ class LiveValidator:
     """Validates posted batches; one per serving process, one store per deployment."""
 
     def __init__(self, controller: Controller, chain: Chain, legacy: str = DEFAULT_LEGACY,
-                 refactored: str = DEFAULT_REFACTORED, functions: tuple[str, ...] = FUNCTIONS
-                 ) -> None:
+                 refactored: str = DEFAULT_REFACTORED, functions: tuple[str, ...] = FUNCTIONS,
+                 twin_timeout: float | None = None) -> None:
         self.controller = controller
         self.chain = chain
         self.functions = resolve(functions)
         self.store = LiveStore(controller.state, chain.params())
-        self.legacy = Side("legacy", load_twin(legacy, "legacy", self.functions))
-        self.refactored = Side("refactored", load_twin(refactored, "refactored", self.functions))
+        self.legacy = Side("legacy", load_twin(legacy, "legacy", self.functions, twin_timeout))
+        self.refactored = Side("refactored", load_twin(refactored, "refactored", self.functions,
+                                                       twin_timeout, partial=True))
+        #: functions a partial refactored twin lacks: legacy alone runs them
+        self.legacy_only = frozenset(legacy_only(self.refactored.twin,
+                                                 f"--refactored {refactored}", self.functions))
         self.live_metrics = LiveMetrics(controller.metrics)
         self._lock = threading.Lock()
         self._warm = False
         self.restore()
 
+    def close(self) -> None:
+        """Stop the twins that run as processes (``exec:``)."""
+        for side in (self.legacy, self.refactored):
+            close_twin(side.twin)
+
     def restore(self) -> None:
         """Both twins' chain state from the store: every commitment seen, the tip."""
         commits = self.store.commitments()
         tip = self.store.tip()
+        validates = any(f.chain_state and f.name not in self.legacy_only for f in self.functions)
         for side in (self.legacy, self.refactored):
-            side.start(self.chain.anchor)
+            side.start(self.chain.anchor, side is self.legacy or validates)
             if commits and side.replay is not None:
                 side.replay.update(commits)
             if tip is not None:
@@ -177,7 +187,7 @@ class LiveValidator:
         mode = self.controller.mode
         ctx = ShardContext(self._manifest(), self.functions, self.legacy, self.refactored, mode,
                            sampled=self.controller.rng.random() < self.controller.sample,
-                           replay_cmd="live")
+                           replay_cmd="live", legacy_only=self.legacy_only)
         if not self._warm:
             warm_up(shard, ctx)
             self._warm = True

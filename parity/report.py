@@ -5,7 +5,7 @@ import json
 import platform
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numba
 
@@ -31,7 +31,7 @@ def cpu_name() -> str:
 
 def build_report(summary: RunSummary, records: list[dict], wall: float, log_path: str) -> dict:
     """The JSON report: built from the run's summary and its mismatch records alone."""
-    functions = {}
+    functions: dict[str, dict[str, Any]] = {}
     for fn, s in summary.stats.items():
         functions[fn] = {
             "comparisons": s.comparisons, "mismatches": s.mismatches, "errors": s.errors,
@@ -39,6 +39,8 @@ def build_report(summary: RunSummary, records: list[dict], wall: float, log_path
             "refactored_seconds": s.refactored_seconds, "legacy_calls": s.legacy_calls,
             "refactored_calls": s.refactored_calls, "speedup": s.speedup(),
         }
+        if fn in summary.legacy_only:
+            functions[fn]["legacy_only"] = summary.legacy_only[fn]
     by_function: dict[str, list[int]] = {}
     for r in records:
         by_function.setdefault(r["function"], []).append(r["block"])
@@ -49,6 +51,7 @@ def build_report(summary: RunSummary, records: list[dict], wall: float, log_path
                  "changes": summary.mode_changes},
         "twins": summary.twins,
         "functions": functions,
+        "legacy_only": dict(summary.legacy_only),
         "served": {"valid": summary.served_valid, "invalid": summary.served_invalid,
                    "rules": {n: c for n, c in summary.top_rules(len(summary.rule_counts))}},
         "mismatched_blocks": {fn: sorted(set(b)) for fn, b in by_function.items()},
@@ -87,6 +90,10 @@ def render_table(report: dict) -> str:
                                              if report['mode']['end'] != report['mode']['start'] else ""),
              head, "-" * len(head)]
     for fn, f in report["functions"].items():
+        if f.get("legacy_only"):
+            lines.append(f"{fn:<12} legacy only ({f['legacy_only']}): not compared, legacy "
+                         f"served, {f['legacy_seconds']:.4f} s")
+            continue
         sp = f["speedup"]
         speed = f"{sp['overall']:.1f}x" if sp else "-"
         spread = f"{sp['p10']:.1f}-{sp['p90']:.1f}x" if sp else "-"

@@ -24,13 +24,23 @@ from parity.errors import ParityError
 from parity.functions import FUNCTIONS, BatchFunction, resolve
 from parity.metrics import Metrics
 from parity.modes import Mode
+from parity.proctwin import DEFAULT_TIMEOUT
 from parity.progress import Progress
 from parity.records import from_json
 from parity.runlog import RunDir, results_output
 from parity.runview import write_summary
 from parity.step import ShardContext, Side, process_shard, warm_up
 from parity.summary import RunSummary
-from parity.twins import DEFAULT_LEGACY, DEFAULT_REFACTORED, check_twin, load_twin
+from parity.twins import (
+    DEFAULT_LEGACY,
+    DEFAULT_REFACTORED,
+    EXEC,
+    LEGACY_ONLY_REASON,
+    check_twin,
+    close_twin,
+    legacy_only,
+    load_twin,
+)
 
 
 @dataclass
@@ -51,6 +61,7 @@ class ShadowOptions:
     force: bool = False  # replace earlier parity output at --run-dir / --results
     shrink: int = 0      # shrink the first K distinct mismatches at the end of the run
     shrink_out: str = "tests/regressions"
+    twin_timeout: float = DEFAULT_TIMEOUT  # exec: twins, seconds per request of 100,000 rows
 
     def check(self) -> tuple[BatchFunction, ...]:
         if not 0.0 < self.sample <= 1.0:
@@ -59,6 +70,8 @@ class ShadowOptions:
             raise ParityError("--repeat must be at least 1")
         if self.max_records < 0:
             raise ParityError("--max-records must be at least 0")
+        if not self.twin_timeout > 0:
+            raise ParityError(f"--twin-timeout must be above 0, got {self.twin_timeout}")
         if self.shrink < 0:
             raise ParityError("--shrink must be at least 0")
         if self.shrink and Path(self.shrink_out).exists() and not Path(self.shrink_out).is_dir():
@@ -86,6 +99,8 @@ def sampled(opts: ShadowOptions, index: int) -> bool:
 def _portable(twin: str) -> str:
     """A twin's name as a replay command needs it: a file path made absolute (so the
     command works from any directory), a module name as given."""
+    if twin.startswith(EXEC):
+        return twin  # a command: as given (run the replay where the run ran)
     return os.path.abspath(twin) if twin.endswith(".py") or os.path.isfile(twin) else twin
 
 
@@ -109,20 +124,29 @@ class ShadowRun:
         self.corpus = open_corpus(opts.corpus, verify=verify)
         self.m = self.corpus.manifest
         self.metrics = metrics or Metrics()
-        self.legacy = Side("legacy", check_twin(legacy, "legacy twin", self.functions)
-                           if legacy is not None else
-                           load_twin(opts.legacy, "legacy", self.functions))
-        self.refactored = Side("refactored", check_twin(refactored, "refactored twin",
-                                                        self.functions)
-                               if refactored is not None else
-                               load_twin(opts.refactored, "refactored", self.functions))
-        run_dir = opts.run_dir or f".parity-run/{self.corpus.path.resolve().name}"
-        # the default location is parity's own: an earlier run there is replaced
-        self.run = RunDir(Path(run_dir), force=opts.force or opts.run_dir is None)
-        self.run.check(opts.resume)  # refuse a foreign output before any work
-        if opts.results:
-            results_output(opts.results).check(opts.force)
+        self.legacy, self.refactored = Side("legacy", None), Side("refactored", None)
+        try:  # a refusal stops the exec: twins already started
+            self._load(legacy, refactored)
+            run_dir = opts.run_dir or f".parity-run/{self.corpus.path.resolve().name}"
+            # the default location is parity's own: an earlier run there is replaced
+            self.run = RunDir(Path(run_dir), force=opts.force or opts.run_dir is None)
+            self.run.check(opts.resume)  # refuse a foreign output before any work
+            if opts.results:
+                results_output(opts.results).check(opts.force)
+        except BaseException:
+            self.close()
+            raise
         self.summary = self.new_summary()
+
+    def _load(self, legacy: Any, refactored: Any) -> None:
+        o, fns = self.opts, self.functions
+        self.legacy.twin = check_twin(legacy, "legacy twin", fns) if legacy is not None else \
+            load_twin(o.legacy, "legacy", fns, o.twin_timeout)
+        self.refactored.twin = refactored if refactored is not None else \
+            load_twin(o.refactored, "refactored", fns, o.twin_timeout, partial=True)
+        #: functions the refactored twin does not implement: legacy alone runs them
+        self.legacy_only = legacy_only(self.refactored.twin, "refactored twin" if refactored
+                                       is not None else f"--refactored {o.refactored}", fns)
 
     @property
     def blocks_done(self) -> int:
@@ -132,20 +156,27 @@ class ShadowRun:
         o = self.opts
         return RunSummary(str(self.corpus.path), self.m.blocks, tuple(f.name for f in
                                                                       self.functions),
-                          {"legacy": o.legacy, "refactored": o.refactored}, o.mode, o.repeat)
+                          {"legacy": o.legacy, "refactored": o.refactored}, o.mode, o.repeat,
+                          legacy_only={f: LEGACY_ONLY_REASON for f in self.legacy_only})
 
     def context(self, mode: Mode) -> ShardContext:
         return ShardContext(self.m, self.functions, self.legacy, self.refactored, mode,
                             repeat=self.opts.repeat, max_records=self.opts.max_records,
-                            replay_cmd=replay_command(self.opts))
+                            replay_cmd=replay_command(self.opts),
+                            legacy_only=frozenset(self.legacy_only))
 
     def start_sides(self, mode: Mode) -> None:
-        """Fresh chain state for the sides ``mode`` runs (mode 2: both)."""
-        for side, runs in ((self.legacy, mode.runs_legacy),
-                           (self.refactored, mode.runs_refactored)):
+        """Fresh chain state for the sides ``mode`` runs (mode 2: both), and for legacy
+        when it alone validates (a partial refactored twin); replay states only for a side
+        that validates."""
+        validates = {f.name for f in self.functions if f.chain_state}
+        alone = bool(validates & set(self.legacy_only))
+        for side, runs, state in (
+                (self.legacy, mode.runs_legacy or alone, True),
+                (self.refactored, mode.runs_refactored, bool(validates - set(self.legacy_only)))):
             side.replay, side.parent = None, None
             if runs:
-                side.start(self.m.anchor)
+                side.start(self.m.anchor, state)
 
     def prime(self, until_block: int, groups: list | None = None) -> None:
         """Bring the started sides to the state just before ``until_block``: replay states
@@ -160,10 +191,24 @@ class ShadowRun:
 
     def identity(self) -> dict:
         o = self.opts
-        return {"corpus": corpus_identity(self.corpus), "mode": int(o.mode),
-                "functions": [f.name for f in self.functions], "legacy": o.legacy,
-                "refactored": o.refactored, "sample": o.sample, "seed": o.seed,
-                "repeat": o.repeat}
+        ident = {"corpus": corpus_identity(self.corpus), "mode": int(o.mode),
+                 "functions": [f.name for f in self.functions], "legacy": o.legacy,
+                 "refactored": o.refactored, "sample": o.sample, "seed": o.seed,
+                 "repeat": o.repeat}
+        if self.legacy_only:
+            ident["legacy_only"] = list(self.legacy_only)
+        return ident
+
+    def close(self) -> None:
+        """Stop the twins that run as processes (the others have nothing to stop)."""
+        for side in (self.legacy, self.refactored):
+            close_twin(side.twin)
+
+    def __enter__(self) -> ShadowRun:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _checkpoint(self, next_shard: int, log_bytes: int, identity: dict) -> None:
         self.run.checkpoint({"identity": identity, "next_shard": next_shard,
@@ -234,8 +279,13 @@ class ShadowRun:
         outputs: dict = {}
         records: list[dict] = []
         for fn in self.functions:
-            cl, cr = (call_side(fn, side, shard, self.m, keep_state=True)
-                      for side in (self.legacy, self.refactored))
+            cl = call_side(fn, self.legacy, shard, self.m, keep_state=True)
+            if fn.name in self.legacy_only:
+                outputs[fn.name] = {"legacy": describe(cl.error if cl.error else
+                                                       np.asarray(cl.out)[0]),
+                                    "refactored": LEGACY_ONLY_REASON}
+                continue
+            cr = call_side(fn, self.refactored, shard, self.m, keep_state=True)
             outputs[fn.name] = {
                 "legacy": describe(cl.error if cl.error else np.asarray(cl.out)[0]),
                 "refactored": describe(cr.error if cr.error else np.asarray(cr.out)[0])}

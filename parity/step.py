@@ -41,9 +41,11 @@ class Side:
     parent: Any = None
     replay: Any = None
 
-    def start(self, anchor: Any) -> None:
-        self.replay = self.twin.new_replay_state() if hasattr(self.twin, "new_replay_state") \
-            else None
+    def start(self, anchor: Any, replay: bool = True) -> None:
+        """Chain state from ``anchor``: a fresh replay state unless ``replay`` is False
+        (a partial twin that does not validate)."""
+        self.replay = self.twin.new_replay_state() \
+            if replay and hasattr(self.twin, "new_replay_state") else None
         self.parent = anchor
 
     def remember(self, headers: np.ndarray) -> None:
@@ -67,6 +69,12 @@ class ShardContext:
     repeat: int = 1
     max_records: int = 100_000     # records still allowed in this run
     replay_cmd: str = "parity replay CORPUS"
+    legacy_only: frozenset[str] = frozenset()  # functions the refactored twin lacks
+
+    def runs(self, fn: BatchFunction, mode: Mode) -> tuple[Mode, list[Side] | None]:
+        """The mode ``fn`` runs in (mode 0 for a function only legacy has), and its sides
+        (None: the mode's)."""
+        return (Mode.LEGACY_ONLY, [self.legacy]) if fn.name in self.legacy_only else (mode, None)
 
 
 @dataclass
@@ -106,8 +114,12 @@ class ShardOutcome:
 
 
 def call_side(fn: BatchFunction, side: Side, shard: Shard, m: Manifest, keep_state: bool) -> Call:
-    replay = side.replay if keep_state or not fn.chain_state else copy.deepcopy(side.replay)
     call = Call(ran=True)
+    try:  # a process twin's replay state is copied in the process: it may fail
+        replay = side.replay if keep_state or not fn.chain_state else copy.deepcopy(side.replay)
+    except Exception as exc:
+        call.error, call.seconds = exc, 0.0
+        return call
     t0 = time.perf_counter_ns()
     try:
         call.out = fn.call(side.twin, shard, m, side.parent, replay)
@@ -205,13 +217,14 @@ def process_shard(index: int, shard: Shard, ctx: ShardContext) -> ShardOutcome:
     legacy_validated = False
     for fn in ctx.functions:
         st = out.stats[fn.name] = FunctionStats()
-        calls = _dual(fn, shard, index, sides, ctx, st)
+        fn_mode, fn_sides = ctx.runs(fn, mode)
+        calls = _dual(fn, shard, index, fn_sides or sides, ctx, st)
         cl, cr = calls.get("legacy", Call()), calls.get("refactored", Call())
         if cl.error is not None:  # legacy is the trusted reference: its failure is bad input
             raise ParityError(f"legacy {fn.name} failed on blocks {shard.start}.."
                               f"{shard.start + n - 1} ({shard.file}): "
                               f"{type(cl.error).__name__}: {cl.error}")
-        if policy.fallback(mode, cr.error is not None, cl.ran):
+        if policy.fallback(fn_mode, cr.error is not None, cl.ran):
             cl = call_side(fn, ctx.legacy, shard, ctx.manifest, keep_state=True)
             st.time("legacy", cl.seconds or 0.0)
         rows = np.zeros(0, dtype=np.int64)
@@ -223,7 +236,7 @@ def process_shard(index: int, shard: Shard, ctx: ShardContext) -> ShardOutcome:
             st.mismatches += len(rows)
             st.errors += int(whole)
             out.records += recs
-        served[fn.name], counts, why = _serve(fn, mode, cl, cr, rows, whole, n)
+        served[fn.name], counts, why = _serve(fn, fn_mode, cl, cr, rows, whole, n)
         if why and out.demotion is None:
             out.demotion = (why.format(start=shard.start) if why != "mismatch" else
                             f"{fn.name} mismatch at block {shard.start + int(rows[0])}")
@@ -231,14 +244,14 @@ def process_shard(index: int, shard: Shard, ctx: ShardContext) -> ShardOutcome:
                                                  cr.seconds if cr.ran else None,
                                                  n if cl.ran and cr.ran else 0, len(rows), counts)
         out.kernel_seconds += st.legacy_seconds + st.refactored_seconds
-        out.legacy_ran = out.legacy_ran or cl.ran
+        out.legacy_ran = out.legacy_ran or (cl.ran and fn.name not in ctx.legacy_only)
         if fn.chain_state:
             legacy_validated = cl.ran
             out.status = np.asarray(served[fn.name], dtype=np.uint32)
             out.statuses = {c_name: np.asarray(c.out, dtype=np.uint32) for c_name, c in
                             (("legacy", cl), ("refactored", cr))
                             if c.ran and c.error is None and np.shape(c.out) == (n,)}
-            timed = cl if mode.runs_legacy and cl.ran else cr
+            timed = cl if fn_mode.runs_legacy and cl.ran else cr
             out.validation_seconds = timed.seconds
             out.tiers = _tiers(shard)
     _advance(shard, ctx, legacy_validated)
@@ -324,16 +337,18 @@ def warm_up(shard: Shard, ctx: ShardContext, announce: bool = False) -> dict[str
     ``announce``, a slow warm-up (a cold numba cache) reports on a terminal's stderr."""
     plan = policy.plan(ctx.mode, True)
     tiny = shard.slice(0, min(128, len(shard)), copy=False)
-    sides = [s for s, runs in ((ctx.legacy, plan.legacy), (ctx.refactored, plan.refactored))
-             if runs]
+    sides = [s for s, runs in ((ctx.legacy, plan.legacy or bool(ctx.legacy_only)),
+                               (ctx.refactored, plan.refactored)) if runs]
     notice = _WarmUpNotice(len(sides) * len(ctx.functions), announce and sys.stderr.isatty())
     seconds = {}
     try:
         for side in sides:
             t0 = time.perf_counter()
             scratch = Side(side.name, side.twin)
-            scratch.start(ctx.manifest.anchor)
-            for fn in ctx.functions:
+            fns = [f for f in ctx.functions if (f.name in ctx.legacy_only) ==
+                   (side is ctx.legacy) or (side is ctx.legacy and plan.legacy)]
+            scratch.start(ctx.manifest.anchor, any(f.chain_state for f in fns))
+            for fn in fns:
                 call_side(fn, scratch, tiny, ctx.manifest, keep_state=True)
                 notice.advance()
             seconds[side.name] = time.perf_counter() - t0

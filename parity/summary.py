@@ -36,6 +36,7 @@ class RunSummary:
     served_invalid: int = 0
     rule_counts: list[int] = field(default_factory=lambda: [0] * len(C.RULE_NAMES))
     warnings: list[str] = field(default_factory=list)
+    legacy_only: dict[str, str] = field(default_factory=dict)  # function -> why, not compared
 
     def __post_init__(self) -> None:
         if not self.stats:

@@ -12,7 +12,13 @@ A twin is any module or object with these callables (array signatures as in
 - ``commitments(headers, numbers, num_offsets, targets, indices, idx_offsets) -> uint8[N, 32]``
 - ``new_replay_state()``: an object with ``update(commitments)`` (32-byte values)
 
-Optional: ``merkle_tree(txids)`` (levels, leaves first) to locate merkle mismatches.
+Optional: ``merkle_tree(txids)`` (levels, leaves first) to locate merkle mismatches,
+and ``PARITY_FUNCTIONS``, the compared functions it implements (``("header_hash",
+"merkle_root")``); without it, those whose callables it has. A refactored twin may be
+partial: a run compares what both twins implement and serves legacy for the rest.
+
+``exec:COMMAND`` names a twin that runs as a process (:mod:`parity.proctwin`,
+``twins/PROTOCOL.md``).
 """
 from __future__ import annotations
 
@@ -29,6 +35,9 @@ from parity.errors import ParityError
 
 DEFAULT_LEGACY = "kernels.legacy"
 DEFAULT_REFACTORED = "kernels.jit"
+EXEC = "exec:"
+#: why a function of a partial refactored twin runs on legacy alone
+LEGACY_ONLY_REASON = "the refactored twin does not implement it"
 
 
 @runtime_checkable
@@ -59,7 +68,10 @@ def required(functions: Sequence[Any]) -> list[str]:
     return names
 
 
-def _import(name: str, role: str) -> Any:
+def _import(name: str, role: str, timeout: float | None) -> Any:
+    if name.startswith(EXEC):
+        from parity.proctwin import DEFAULT_TIMEOUT, ProcessTwin
+        return ProcessTwin(name[len(EXEC):], role, timeout or DEFAULT_TIMEOUT)
     path = Path(name)
     if name.endswith(".py") or path.is_file():
         if not path.is_file():
@@ -82,8 +94,35 @@ def _import(name: str, role: str) -> Any:
         raise ParityError(f"--{role} {name}: cannot import ({exc})") from None
 
 
+def declared(twin: Any, label: str) -> tuple[str, ...] | None:
+    """The functions ``twin`` says it implements (``PARITY_FUNCTIONS``, for a process twin
+    its ``hello``), or None when it says nothing; unknown names are a usage error."""
+    from parity.functions import FUNCTIONS
+    names = getattr(twin, "PARITY_FUNCTIONS", None)
+    if names is None:
+        return None
+    if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+        raise ParityError(f"{label}: PARITY_FUNCTIONS must be a sequence of function names")
+    unknown = [n for n in names if n not in FUNCTIONS]
+    if unknown:
+        raise ParityError(f"{label}: declares unknown function(s) {', '.join(unknown)}; the "
+                          f"compared functions are {', '.join(FUNCTIONS)}")
+    return tuple(names)
+
+
+def implements(twin: Any, fn: Any, names: tuple[str, ...] | None) -> bool:
+    """Whether ``twin`` (declaring ``names``) implements registry entry ``fn``."""
+    return (names is None or fn.name in names) and \
+        all(callable(getattr(twin, n, None)) for n in required([fn]))
+
+
 def check_twin(twin: Any, label: str, functions: Sequence[Any]) -> Any:
-    """``twin`` if it has every callable ``functions`` need, else a usage error."""
+    """``twin`` if it implements every one of ``functions``, else a usage error."""
+    names = declared(twin, label)
+    undeclared = [f.name for f in functions if names is not None and f.name not in names]
+    if undeclared:
+        raise ParityError(f"{label}: does not implement {', '.join(undeclared)} (it implements "
+                          f"{', '.join(names or ()) or 'nothing'})")
     missing = [n for n in required(functions) if not callable(getattr(twin, n, None))]
     if missing:
         raise ParityError(f"{label}: not a twin for {', '.join(f.name for f in functions)}: "
@@ -91,8 +130,43 @@ def check_twin(twin: Any, label: str, functions: Sequence[Any]) -> Any:
     return twin
 
 
-def load_twin(name: str, role: str, functions: Sequence[Any] | None = None) -> Any:
-    """Import module ``name`` (or a ``.py`` file path) and check it is a twin."""
+def legacy_only(twin: Any, label: str, functions: Sequence[Any]) -> tuple[str, ...]:
+    """The names of ``functions`` a (partial) refactored twin does not implement; a usage
+    error when it implements none of them."""
+    names = declared(twin, label)
+    rest = tuple(f.name for f in functions if not implements(twin, f, names))
+    if len(rest) == len(functions):
+        has = list(names) if names is not None else \
+            [n for n, f in _registry().items() if implements(twin, f, None)]
+        raise ParityError(f"{label}: implements none of the requested functions "
+                          f"({', '.join(rest)}); it implements {', '.join(has) or 'nothing'}")
+    return rest
+
+
+def _registry() -> dict[str, Any]:
     from parity.functions import REGISTRY
-    fns = list(REGISTRY.values()) if functions is None else functions
-    return check_twin(_import(name, role), f"--{role} {name}", fns)
+    return dict(REGISTRY)
+
+
+def load_twin(name: str, role: str, functions: Sequence[Any] | None = None,
+              timeout: float | None = None, partial: bool = False) -> Any:
+    """Import module ``name`` (a ``.py`` file path, or ``exec:COMMAND``: a process twin
+    with a per-request ``timeout``) and check it is a twin for ``functions``; with
+    ``partial``, for at least one of them (see :func:`legacy_only`)."""
+    fns = list(_registry().values()) if functions is None else functions
+    twin = _import(name, role, timeout)
+    try:
+        if partial:
+            legacy_only(twin, f"--{role} {name}", fns)
+            return twin
+        return check_twin(twin, f"--{role} {name}", fns)
+    except BaseException:
+        close_twin(twin)
+        raise
+
+
+def close_twin(twin: Any) -> None:
+    """Stop ``twin``'s process if it runs as one (in-process twins have nothing to stop)."""
+    from parity.proctwin import ProcessTwin
+    if isinstance(twin, ProcessTwin):
+        twin.close()

@@ -6,6 +6,7 @@ from typing import Any
 
 from parity.cli.args import add_parser, hex32
 from parity.errors import ParityError
+from parity.proctwin import DEFAULT_TIMEOUT, TIMEOUT_HELP
 from parity.twins import DEFAULT_LEGACY, DEFAULT_REFACTORED
 
 
@@ -32,9 +33,12 @@ def add_serve_options(s: argparse.ArgumentParser) -> None:
                    help="with --live: difficulty target, 64 hex digits (default 0fff...ff)")
     g.add_argument("--anchor", type=anchor, default=None,
                    help="with --live: the first block's parent HEIGHT,HASH,TIMESTAMP")
-    g.add_argument("--legacy", default=DEFAULT_LEGACY, help="the legacy twin (module or .py)")
+    g.add_argument("--legacy", default=DEFAULT_LEGACY,
+                   help="the legacy twin (module, .py or exec:COMMAND)")
     g.add_argument("--refactored", default=DEFAULT_REFACTORED,
-                   help="the refactored twin (module or .py)")
+                   help="the refactored twin (module, .py or exec:COMMAND)")
+    g.add_argument("--twin-timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                   help=TIMEOUT_HELP)
 
 
 def attach(args: argparse.Namespace, controller: Any, server: Any) -> Any:
@@ -50,7 +54,8 @@ def attach(args: argparse.Namespace, controller: Any, server: Any) -> Any:
         chain = Chain(None, args.difficulty, args.anchor)
     else:
         return None
-    live = LiveValidator(controller, chain, args.legacy, args.refactored)
+    live = LiveValidator(controller, chain, args.legacy, args.refactored,
+                         twin_timeout=args.twin_timeout)
     install(server, live)
     return live
 

@@ -10,12 +10,14 @@ from parity.cli.report import HTML_RECORDS_HELP, html_records, write_run_html
 from parity.errors import ParityError
 from parity.functions import FUNCTIONS
 from parity.htmlreport import DEFAULT_RECORDS
+from parity.proctwin import DEFAULT_TIMEOUT, TIMEOUT_HELP
 from parity.twins import DEFAULT_LEGACY, DEFAULT_REFACTORED
 
 if TYPE_CHECKING:
     from parity.shadow import ShadowRun
 
-TWIN_HELP = "the {} twin: a module name or a .py file path (default {})"
+TWIN_HELP = ("the {} twin: a module name, a .py file path or exec:COMMAND (a process, "
+             "twins/PROTOCOL.md) (default {})")
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
@@ -61,9 +63,11 @@ def _announce(run: ShadowRun) -> None:
     """The run's title line on stderr before any work (the table comes at the end)."""
     import sys
     c, o = run.corpus, run.opts
+    only = (f"; legacy only (the refactored twin does not implement them): "
+            f"{','.join(run.legacy_only)}" if run.legacy_only else "")
     print(f"parity shadow {c.path}: {c.manifest.blocks:,} blocks in {len(c.row_groups()):,} "
           f"shard(s), mode {o.mode.label}, functions {','.join(o.functions)}; legacy "
-          f"{o.legacy}, refactored {o.refactored}", file=sys.stderr, flush=True)
+          f"{o.legacy}, refactored {o.refactored}{only}", file=sys.stderr, flush=True)
 
 
 def _shadow(args: argparse.Namespace) -> int:
@@ -75,7 +79,7 @@ def _shadow(args: argparse.Namespace) -> int:
     _check_outputs(args)
     common = dict(corpus=args.corpus, functions=tuple(args.functions), sample=args.sample,
                   repeat=args.repeat, seed=args.seed, quiet=args.quiet,
-                  max_records=args.max_records)
+                  max_records=args.max_records, twin_timeout=args.twin_timeout)
     if args.aa:
         if args.shrink:
             raise ParityError("--shrink goes with a shadow run, not --aa")
@@ -92,13 +96,14 @@ def _shadow(args: argparse.Namespace) -> int:
         run = engine.run
     else:
         engine = run = ShadowRun(opts)
-    if not args.quiet:
-        _announce(run)
-    with BatchExporter(run.metrics, args.pushgateway, args.metrics_file, run.corpus,
-                       force=args.force) as exporter:
-        result = engine.execute(on_shard=exporter.on_shard)
-    if opts.shrink and "reproducers" not in result.report:  # the dask engine
-        result.report["reproducers"] = run.reproducers(result.records)
+    with run:  # stops exec: twins at the end, also on an error or Ctrl-C
+        if not args.quiet:
+            _announce(run)
+        with BatchExporter(run.metrics, args.pushgateway, args.metrics_file, run.corpus,
+                           force=args.force) as exporter:
+            result = engine.execute(on_shard=exporter.on_shard)
+        if opts.shrink and "reproducers" not in result.report:  # the dask engine
+            result.report["reproducers"] = run.reproducers(result.records)
     if exporter.warnings:
         result.report["warnings"] = result.report.get("warnings", []) + list(exporter.warnings)
     if args.report:
@@ -122,10 +127,10 @@ def _aa(args: argparse.Namespace, common: dict) -> int:
         opts = ShadowOptions(mode=Mode.SHADOW, legacy=module, refactored=module,
                              run_dir=f"{run_dir}/{name}", force=args.force or not args.run_dir,
                              **common)
-        aa_run = ShadowRun(opts)
-        if not args.quiet:
-            _announce(aa_run)
-        result = aa_run.execute()
+        with ShadowRun(opts) as aa_run:
+            if not args.quiet:
+                _announce(aa_run)
+            result = aa_run.execute()
         reports[f"{name}_vs_{name}"] = result.report
         print(f"A/A {name} vs {name}:")
         print(render_table(result.report))
@@ -145,8 +150,10 @@ def _replay(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         opts = ShadowOptions(corpus=args.corpus, mode=Mode.SHADOW,
                              functions=tuple(args.functions), legacy=args.legacy,
-                             refactored=args.refactored, run_dir=tmp, quiet=True)
-        records, outputs = ShadowRun(opts).replay_block(args.block)
+                             refactored=args.refactored, run_dir=tmp, quiet=True,
+                             twin_timeout=args.twin_timeout)
+        with ShadowRun(opts) as run:
+            records, outputs = run.replay_block(args.block)
     print(json.dumps({"block": args.block, "outputs": outputs, "mismatches": records}, indent=2))
     return 1 if records else 0
 
@@ -171,6 +178,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=TWIN_HELP.format("legacy", DEFAULT_LEGACY))
     s.add_argument("--refactored", default=DEFAULT_REFACTORED,
                    help=TWIN_HELP.format("refactored", DEFAULT_REFACTORED))
+    s.add_argument("--twin-timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                   help=TIMEOUT_HELP)
     s.add_argument("--aa", action="store_true",
                    help="A/A determinism check instead: each twin against itself, mode 1")
     s.add_argument("--run-dir", help="mismatch log, checkpoint and result parts (default "
@@ -209,4 +218,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=TWIN_HELP.format("legacy", DEFAULT_LEGACY))
     r.add_argument("--refactored", default=DEFAULT_REFACTORED,
                    help=TWIN_HELP.format("refactored", DEFAULT_REFACTORED))
+    r.add_argument("--twin-timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                   help=TIMEOUT_HELP)
     r.set_defaults(func=_replay)
