@@ -8,10 +8,10 @@ back and written as the same results Parquet ``parity shadow --results`` writes.
 """
 from __future__ import annotations
 
+import http.client
 import json
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +42,9 @@ class FeedResult:
 
 
 class Client:
+    """JSON calls to a live server over one kept-alive connection (reopened after any
+    failure)."""
+
     def __init__(self, url: str, timeout: float = 60.0, retry_seconds: float = RETRY_SECONDS):
         from parity.exporters import validate_pushgateway_url
         validate_pushgateway_url(url, "--to")  # http(s)://host[:port]
@@ -49,26 +52,48 @@ class Client:
         self.timeout = timeout
         self.retry_seconds = retry_seconds
         self.retries = 0
+        parts = urllib.parse.urlsplit(self.url)
+        self._https = parts.scheme == "https"
+        self._netloc, self._base = parts.netloc, parts.path
+        self._conn: http.client.HTTPConnection | None = None
+
+    def _request(self, method: str, path: str, body: bytes | None) -> tuple[int, bytes]:
+        if self._conn is None:
+            kind = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+            self._conn = kind(self._netloc, timeout=self.timeout)
+        self._conn.request(method, self._base + path, body=body,
+                           headers={"Content-Type": "application/x-ndjson"})
+        r = self._conn.getresponse()
+        data = r.read()
+        if r.will_close:
+            self.close()
+        return r.status, data
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def call(self, method: str, path: str, body: bytes | None = None) -> Any:
         """JSON from the server; retried while it is away or answers 503."""
         deadline = time.monotonic() + self.retry_seconds
         delay = 0.1
         while True:
-            req = urllib.request.Request(self.url + path, data=body, method=method,
-                                         headers={"Content-Type": "application/x-ndjson"})
+            reused = self._conn is not None
             try:
-                with urllib.request.urlopen(req, timeout=self.timeout) as r:
-                    return json.loads(r.read())
-            except urllib.error.HTTPError as exc:
-                detail = exc.read()[:500].decode("utf-8", "replace")
-                exc.close()
-                if exc.code != 503:
-                    raise ParityError(f"{method} {self.url}{path}: HTTP {exc.code}: "
-                                      f"{detail.strip()}") from None
+                status, data = self._request(method, path, body)
+                if 200 <= status < 300:
+                    return json.loads(data)
+                detail = data[:500].decode("utf-8", "replace")
+                if status != 503:
+                    raise ParityError(f"{method} {self.url}{path}: HTTP {status}: "
+                                      f"{detail.strip()}")
                 why = f"HTTP 503 {detail.strip()}"
-            except (OSError, ValueError) as exc:  # refused, reset, timed out, cut short
-                why = str(exc)
+            except (OSError, ValueError, http.client.HTTPException) as exc:
+                self.close()  # refused, reset, timed out, cut short: a new connection
+                if reused and isinstance(exc, (ConnectionError, http.client.HTTPException)):
+                    continue  # the server had closed the idle connection: not a retry
+                why = str(exc) or type(exc).__name__
             if time.monotonic() > deadline:
                 raise ParityError(f"{method} {self.url}{path}: no answer within "
                                   f"{self.retry_seconds:.0f}s ({why})")
@@ -115,6 +140,14 @@ def feed(corpus_path: str, url: str, batch: int = 100, results: str | None = Non
         results_output(results).check(force)
     corpus = open_corpus(corpus_path)
     client = client or Client(url)
+    try:
+        return _feed(corpus, client, batch, results, force, quiet)
+    finally:
+        client.close()
+
+
+def _feed(corpus: Corpus, client: Client, batch: int, results: str | None, force: bool,
+          quiet: bool) -> FeedResult:
     start = _resume_point(corpus, client.call("GET", "/chain")["tip"])
     disagreed = posted = 0
     with Progress(corpus.blocks, "feed", quiet=quiet) as bar:

@@ -27,7 +27,7 @@ from prometheus_client import Gauge, Histogram
 from kernels import constants as C
 from kernels.constants import Block, Parent
 from parity.corpus.manifest import Manifest
-from parity.corpus.shard import Shard
+from parity.corpus.shard import Shard, from_blocks
 from parity.errors import StateError
 from parity.functions import FUNCTIONS, resolve
 from parity.liveparse import MAX_BATCH, BadBody, Batch, parse_body
@@ -124,6 +124,16 @@ class LiveValidator:
         self.tip = tip
         self.live_metrics.cache_size.set(len(commits))
 
+    def warm_up(self) -> None:
+        """Compile or load the running twins' kernels before the first batch (on one
+        scratch block, with scratch chain state), so no client waits for it."""
+        if self._warm:
+            return
+        scratch = from_blocks([Block(bytes(C.HEADER_SIZE), [bytes(C.HASH_SIZE)], [1, 2], 3, [0])])
+        warm_up(scratch, ShardContext(self._manifest(), self.functions, self.legacy,
+                                      self.refactored, self.controller.mode))
+        self._warm = True
+
     def _manifest(self) -> Manifest:
         now = self.chain.now if self.chain.now is not None else int(time.time())
         return Manifest(0, now, self.chain.difficulty_target, self.chain.anchor, [])
@@ -161,7 +171,7 @@ class LiveValidator:
         ctx = ShardContext(self._manifest(), self.functions, self.legacy, self.refactored, mode,
                            sampled=self.controller.rng.random() < self.controller.sample,
                            replay_cmd="live")
-        if not self._warm:
+        if not self._warm:  # not warmed at start: on this batch's first blocks
             warm_up(shard, ctx)
             self._warm = True
         try:

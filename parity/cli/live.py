@@ -51,6 +51,7 @@ def attach(args: argparse.Namespace, controller: Any, server: Any) -> Any:
     else:
         return None
     live = LiveValidator(controller, chain, args.legacy, args.refactored)
+    live.warm_up()  # before serving: the first batch then costs what every batch costs
     install(server, live)
     return live
 
