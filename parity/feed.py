@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import http.client
 import json
+import queue
+import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -29,6 +31,7 @@ from parity.errors import ParityError
 from parity.progress import Progress
 from parity.runlog import RESULTS_SCHEMA, results_output
 
+T = TypeVar("T")
 MAX_BATCH_BYTES = 900_000   #: stay under the server's 1 MiB body limit
 RETRY_SECONDS = 60.0        #: how long a batch is retried while the server is away
 
@@ -132,6 +135,47 @@ def _batches(corpus: Corpus, start: int, size: int) -> Iterator[tuple[int, list[
         yield first, lines
 
 
+def ahead(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """The items of ``items``, made by a thread up to ``depth`` ahead of the consumer (the
+    next bodies are serialized while the server works on the last one); an exception
+    there is raised here, in order."""
+    box: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+    done = object()
+
+    def offer(entry: tuple) -> bool:
+        while not stop.is_set():
+            try:
+                box.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False  # the consumer is gone
+
+    def make() -> None:
+        try:
+            for item in items:
+                if not offer((item, None)):
+                    return
+            offer((done, None))
+        except BaseException as exc:  # handed over to the consumer
+            offer((done, exc))
+
+    worker = threading.Thread(target=make, name="feed-serialize", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, exc = box.get()
+            if exc is not None:
+                raise exc
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+
+
 def feed(corpus_path: str, url: str, batch: int = 100, results: str | None = None,
          force: bool = False, quiet: bool = True, client: Client | None = None) -> FeedResult:
     if batch < 1:
@@ -152,7 +196,7 @@ def _feed(corpus: Corpus, client: Client, batch: int, results: str | None, force
     disagreed = posted = 0
     with Progress(corpus.blocks, "feed", quiet=quiet) as bar:
         bar.advance(start)
-        for _first, lines in _batches(corpus, start, batch):
+        for _first, lines in ahead(_batches(corpus, start, batch)):
             answer = client.call("POST", "/blocks", b"".join(lines))
             got = answer.get("results", [])
             if len(got) != len(lines):

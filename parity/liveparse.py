@@ -89,9 +89,8 @@ def _slow(objs: list[tuple[int, object]]) -> Shard:
 
 def _hashes(values: list, n_expected: int) -> np.ndarray:
     """64-hex-digit strings -> ``uint8[n, 32]`` (every item checked by length and hex)."""
-    for v in values:
-        if type(v) is not str or len(v) != 64:
-            raise _Slow
+    if not set(map(type, values)) <= {str} or not set(map(len, values)) <= {64}:
+        raise _Slow
     try:
         raw = bytes.fromhex("".join(values))
     except ValueError:
@@ -102,9 +101,8 @@ def _hashes(values: list, n_expected: int) -> np.ndarray:
 
 
 def _ints(values: list, dtype: str) -> np.ndarray:
-    for v in values:
-        if type(v) is not int:  # bool, float, str: the slow path names it
-            raise _Slow
+    if not set(map(type, values)) <= {int}:  # bool, float, str: the slow path names it
+        raise _Slow
     try:
         return np.array(values, dtype=dtype)
     except OverflowError:  # out of the type's range
