@@ -22,6 +22,7 @@ from parity.corpus.shard import Shard, from_blocks
 MAX_BATCH = 10_000
 _KEYS = ("header", "txids", "numbers", "target", "indices")
 _INTS = {"u32": "<u4", "u64": "<u8", "i64": "<i8"}
+_FIELD_SET = frozenset(C.FIELD_NAMES)
 #: the 276-byte header as a numpy record: same offsets and byte order as bincode
 HEADER_DTYPE = np.dtype({
     "names": list(C.FIELD_NAMES),
@@ -128,6 +129,7 @@ def _csr(lists: list[list]) -> tuple[list, np.ndarray]:
 
 
 def _fast(objs: list[object]) -> Shard:
+    """The batch as a shard, column by column; _Slow for anything it does not take."""
     n = len(objs)
     columns: dict[str, list] = {k: [] for k in _KEYS}
     for obj in objs:
@@ -155,9 +157,6 @@ def _fast(objs: list[object]) -> Shard:
                  _ints(numbers, "<i8").astype(np.int64, copy=False), num_off,
                  _ints(columns["target"], "<i8").astype(np.int64, copy=False),
                  _ints(indices, "<u8").astype(np.uint64, copy=False), idx_off)
-
-
-_FIELD_SET = frozenset(C.FIELD_NAMES)
 
 
 def digests(shard: Shard) -> list[bytes]:
