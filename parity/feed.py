@@ -8,14 +8,16 @@ back and written as the same results Parquet ``parity shadow --results`` writes.
 """
 from __future__ import annotations
 
+import http.client
 import json
+import queue
+import threading
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -29,6 +31,7 @@ from parity.errors import ParityError
 from parity.progress import Progress
 from parity.runlog import RESULTS_SCHEMA, results_output
 
+T = TypeVar("T")
 MAX_BATCH_BYTES = 900_000   #: stay under the server's 1 MiB body limit
 RETRY_SECONDS = 60.0        #: how long a batch is retried while the server is away
 
@@ -42,6 +45,9 @@ class FeedResult:
 
 
 class Client:
+    """JSON calls to a live server over one kept-alive connection (reopened after any
+    failure)."""
+
     def __init__(self, url: str, timeout: float = 60.0, retry_seconds: float = RETRY_SECONDS):
         from parity.exporters import validate_pushgateway_url
         validate_pushgateway_url(url, "--to")  # http(s)://host[:port]
@@ -49,26 +55,48 @@ class Client:
         self.timeout = timeout
         self.retry_seconds = retry_seconds
         self.retries = 0
+        parts = urllib.parse.urlsplit(self.url)
+        self._https = parts.scheme == "https"
+        self._netloc, self._base = parts.netloc, parts.path
+        self._conn: http.client.HTTPConnection | None = None
+
+    def _request(self, method: str, path: str, body: bytes | None) -> tuple[int, bytes]:
+        if self._conn is None:
+            kind = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+            self._conn = kind(self._netloc, timeout=self.timeout)
+        self._conn.request(method, self._base + path, body=body,
+                           headers={"Content-Type": "application/x-ndjson"})
+        r = self._conn.getresponse()
+        data = r.read()
+        if r.will_close:
+            self.close()
+        return r.status, data
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def call(self, method: str, path: str, body: bytes | None = None) -> Any:
         """JSON from the server; retried while it is away or answers 503."""
         deadline = time.monotonic() + self.retry_seconds
         delay = 0.1
         while True:
-            req = urllib.request.Request(self.url + path, data=body, method=method,
-                                         headers={"Content-Type": "application/x-ndjson"})
+            reused = self._conn is not None
             try:
-                with urllib.request.urlopen(req, timeout=self.timeout) as r:
-                    return json.loads(r.read())
-            except urllib.error.HTTPError as exc:
-                detail = exc.read()[:500].decode("utf-8", "replace")
-                exc.close()
-                if exc.code != 503:
-                    raise ParityError(f"{method} {self.url}{path}: HTTP {exc.code}: "
-                                      f"{detail.strip()}") from None
+                status, data = self._request(method, path, body)
+                if 200 <= status < 300:
+                    return json.loads(data)
+                detail = data[:500].decode("utf-8", "replace")
+                if status != 503:
+                    raise ParityError(f"{method} {self.url}{path}: HTTP {status}: "
+                                      f"{detail.strip()}")
                 why = f"HTTP 503 {detail.strip()}"
-            except (OSError, ValueError) as exc:  # refused, reset, timed out, cut short
-                why = str(exc)
+            except (OSError, ValueError, http.client.HTTPException) as exc:
+                self.close()  # refused, reset, timed out, cut short: a new connection
+                if reused and isinstance(exc, (ConnectionError, http.client.HTTPException)):
+                    continue  # the server had closed the idle connection: not a retry
+                why = str(exc) or type(exc).__name__
             if time.monotonic() > deadline:
                 raise ParityError(f"{method} {self.url}{path}: no answer within "
                                   f"{self.retry_seconds:.0f}s ({why})")
@@ -107,6 +135,47 @@ def _batches(corpus: Corpus, start: int, size: int) -> Iterator[tuple[int, list[
         yield first, lines
 
 
+def ahead(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """The items of ``items``, made by a thread up to ``depth`` ahead of the consumer (the
+    next bodies are serialized while the server works on the last one); an exception
+    there is raised here, in order."""
+    box: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+    done = object()
+
+    def offer(entry: tuple) -> bool:
+        while not stop.is_set():
+            try:
+                box.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False  # the consumer is gone
+
+    def make() -> None:
+        try:
+            for item in items:
+                if not offer((item, None)):
+                    return
+            offer((done, None))
+        except BaseException as exc:  # handed over to the consumer
+            offer((done, exc))
+
+    worker = threading.Thread(target=make, name="feed-serialize", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, exc = box.get()
+            if exc is not None:
+                raise exc
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+
+
 def feed(corpus_path: str, url: str, batch: int = 100, results: str | None = None,
          force: bool = False, quiet: bool = True, client: Client | None = None) -> FeedResult:
     if batch < 1:
@@ -115,11 +184,19 @@ def feed(corpus_path: str, url: str, batch: int = 100, results: str | None = Non
         results_output(results).check(force)
     corpus = open_corpus(corpus_path)
     client = client or Client(url)
+    try:
+        return _feed(corpus, client, batch, results, force, quiet)
+    finally:
+        client.close()
+
+
+def _feed(corpus: Corpus, client: Client, batch: int, results: str | None, force: bool,
+          quiet: bool) -> FeedResult:
     start = _resume_point(corpus, client.call("GET", "/chain")["tip"])
     disagreed = posted = 0
     with Progress(corpus.blocks, "feed", quiet=quiet) as bar:
         bar.advance(start)
-        for _first, lines in _batches(corpus, start, batch):
+        for _first, lines in ahead(_batches(corpus, start, batch)):
             answer = client.call("POST", "/blocks", b"".join(lines))
             got = answer.get("results", [])
             if len(got) != len(lines):

@@ -26,18 +26,19 @@ from prometheus_client import Gauge, Histogram
 
 from kernels import constants as C
 from kernels.constants import Block, Parent
-from parity.corpus.jsonl import block_from_json
 from parity.corpus.manifest import Manifest
-from parity.corpus.shard import from_blocks
+from parity.corpus.shard import Shard, from_blocks
 from parity.errors import StateError
 from parity.functions import FUNCTIONS, resolve
+from parity.liveparse import MAX_BATCH, BadBody, Batch, parse_body
 from parity.livestore import Acknowledged, LiveStore, Tip, result_json
 from parity.metrics import BUCKETS, Metrics
 from parity.percall import Controller
 from parity.step import ShardContext, Side, process_shard, warm_up
 from parity.twins import DEFAULT_LEGACY, DEFAULT_REFACTORED, close_twin, legacy_only, load_twin
 
-MAX_BATCH = 10_000
+__all__ = ["MAX_BATCH", "Chain", "LiveValidator", "Refused", "block_digest", "install",
+           "parse_batch"]
 
 
 class Refused(Exception):
@@ -64,7 +65,8 @@ class Chain:
 
 
 def block_digest(b: Block) -> bytes:
-    """BLAKE3 over every byte of a block (header, ids, reveal), with lengths."""
+    """BLAKE3 over every byte of a block (header, ids, reveal), with lengths (the
+    per-object definition; :func:`parity.liveparse.digests` computes it over a shard)."""
     h = blake3(bytes(b.header))
     h.update(struct.pack("<Q", len(b.txids)) + b"".join(bytes(t) for t in b.txids))
     h.update(struct.pack(f"<Q{len(b.numbers)}q", len(b.numbers), *b.numbers))
@@ -72,29 +74,12 @@ def block_digest(b: Block) -> bytes:
     return h.digest()
 
 
-def parse_batch(body: bytes) -> list[Block]:
-    """JSONL lines (as ``parity corpus export`` writes them; a ``corpus`` line is
-    skipped) -> blocks; Refused(400) names the first bad line."""
+def parse_batch(body: bytes) -> Batch:
+    """The posted body as a batch; Refused(400) names what is wrong (the first bad line)."""
     try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise Refused(400, "body is not UTF-8 text") from None
-    blocks = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-            if isinstance(obj, dict) and "corpus" in obj and "header" not in obj:
-                continue
-            blocks.append(block_from_json(obj))
-        except (ValueError, RecursionError) as exc:
-            raise Refused(400, f"line {number}: {str(exc)[:300]}") from None
-        if len(blocks) > MAX_BATCH:
-            raise Refused(400, f"more than {MAX_BATCH:,} blocks in one batch")
-    if not blocks:
-        raise Refused(400, "no blocks in the body")
-    return blocks
+        return parse_body(body)
+    except BadBody as exc:
+        raise Refused(400, str(exc)) from None
 
 
 class LiveMetrics:
@@ -149,18 +134,28 @@ class LiveValidator:
         self.tip = tip
         self.live_metrics.cache_size.set(len(commits))
 
+    def warm_up(self) -> None:
+        """Compile or load the running twins' kernels before the first batch (on one
+        scratch block, with scratch chain state), so no client waits for it."""
+        if self._warm:
+            return
+        scratch = from_blocks([Block(bytes(C.HEADER_SIZE), [bytes(C.HASH_SIZE)], [1, 2], 3, [0])])
+        warm_up(scratch, ShardContext(self._manifest(), self.functions, self.legacy,
+                                      self.refactored, self.controller.mode,
+                                      legacy_only=self.legacy_only))
+        self._warm = True
+
     def _manifest(self) -> Manifest:
         now = self.chain.now if self.chain.now is not None else int(time.time())
         return Manifest(0, now, self.chain.difficulty_target, self.chain.anchor, [])
 
     def submit(self, body: bytes) -> dict:
         """Validate (or look up) a batch; the per-block answers. Refused or StateError."""
-        blocks = parse_batch(body)
-        digests = [block_digest(b) for b in blocks]
-        heights = [int(np.frombuffer(b.header, "<u8", 1, C.OFF_HEIGHT)[0]) for b in blocks]
+        batch = parse_batch(body)
+        digests, heights = batch.digests, batch.heights
         with self._lock:
             known = self.store.known(heights)
-            answers: list[dict | None] = [None] * len(blocks)
+            answers: list[dict | None] = [None] * len(heights)
             first_new = None
             for i, (h, d) in enumerate(zip(heights, digests, strict=True)):
                 if h in known:
@@ -174,21 +169,20 @@ class LiveValidator:
                 elif first_new is None:
                     first_new = i
             if first_new is not None:
-                fresh = self._validate(blocks[first_new:], digests[first_new:],
-                                       heights[first_new:])
+                shard = batch.shard if first_new == 0 else \
+                    batch.shard.slice(first_new, len(heights))
+                fresh = self._validate(shard, digests[first_new:], heights[first_new:])
                 answers[first_new:] = fresh
         return {"results": answers, "mode": self.controller.mode.label}
 
-    def _validate(self, blocks: list[Block], digests: list[bytes], heights: list[int]
-                  ) -> list[dict]:
+    def _validate(self, shard: Shard, digests: list[bytes], heights: list[int]) -> list[dict]:
         seq0 = self.tip.seq + 1 if self.tip else 0
-        shard = from_blocks(blocks)
         shard.start = seq0
         mode = self.controller.mode
         ctx = ShardContext(self._manifest(), self.functions, self.legacy, self.refactored, mode,
                            sampled=self.controller.rng.random() < self.controller.sample,
                            replay_cmd="live", legacy_only=self.legacy_only)
-        if not self._warm:
+        if not self._warm:  # not warmed at start: on this batch's first blocks
             warm_up(shard, ctx)
             self._warm = True
         try:
@@ -196,7 +190,7 @@ class LiveValidator:
         except Exception:
             self.restore()  # a twin's state may have moved: back to what is durable
             raise
-        rows, ack = self._rows(blocks, digests, heights, seq0, out)
+        rows, ack = self._rows(shard, digests, heights, seq0, out)
         t0 = time.perf_counter()
         try:  # a demotion is only ever decided in mode 2 (policy.decide)
             added = self.store.acknowledge(ack, out.demotion)
@@ -212,14 +206,14 @@ class LiveValidator:
         self.controller.state.record(compared, mismatched)
         return rows
 
-    def _rows(self, blocks: list[Block], digests: list[bytes], heights: list[int], seq0: int,
+    def _rows(self, shard: Shard, digests: list[bytes], heights: list[int], seq0: int,
               out: Any) -> tuple[list[dict], Acknowledged]:
         table = out.results.to_pydict()
         differing = {r.block for r in out.records if hasattr(r, "height")}
         whole = any(not hasattr(r, "height") for r in out.records)
         compared = any(f.compared for f in out.functions.values())
         rows, stored = [], []
-        for i in range(len(blocks)):
+        for i in range(len(heights)):
             status = table["status"][i]
             row = {"height": heights[i],
                    "header_hash": _hex(table["header_hash"][i]),
@@ -230,14 +224,18 @@ class LiveValidator:
                    "agreed": (not whole and seq0 + i not in differing) if compared else None}
             rows.append(row)
             stored.append((seq0 + i, heights[i], digests[i], result_json(row)))
-        commits = [(bytes(b.header[C.OFF_COMMITMENT_HASH:C.OFF_COMMITMENT_HASH + 32]), heights[i])
-                   for i, b in enumerate(blocks)]
+        commits = list(zip(_rows_bytes(shard.headers[:, C.OFF_COMMITMENT_HASH:
+                                                     C.OFF_COMMITMENT_HASH + 32]), heights))
         records = [(getattr(r, "block", seq0), getattr(r, "height", None), r.function,
                     json.dumps(r.to_json(), sort_keys=True)) for r in out.records]
-        last = bytes(blocks[-1].header)
-        tip = Tip(seq0 + len(blocks) - 1, heights[-1], blake3(last).digest(),
+        last = shard.headers[-1].tobytes()
+        tip = Tip(seq0 + len(heights) - 1, heights[-1], blake3(last).digest(),
                   int(np.frombuffer(last, "<i8", 1, C.OFF_TIMESTAMP)[0]), last)
         return rows, Acknowledged(stored, commits, records, tip)
+
+
+def _rows_bytes(a: np.ndarray) -> list[bytes]:
+    return [r.tobytes() for r in a]
 
 
 def _hex(value: bytes | None) -> str | None:

@@ -21,7 +21,11 @@ def merkle_tree(txids: Sequence[bytes]) -> list[list[bytes]]:
 
     An empty list has no levels (its root is 32 zero bytes).
     """
-    txids = checks.fixed_items(txids, "txids", HASH_SIZE)
+    return _tree_of_checked(checks.fixed_items(txids, "txids", HASH_SIZE))
+
+
+def _tree_of_checked(txids: Sequence[bytes]) -> list[list[bytes]]:
+    """:func:`merkle_tree` of ids already checked to be 32-byte ``bytes``."""
     if not txids:
         return []
     level = [_h(t) for t in txids]  # every id is hashed once more
@@ -37,16 +41,21 @@ def merkle_tree(txids: Sequence[bytes]) -> list[list[bytes]]:
 
 def merkle_root(txids: Sequence[bytes]) -> bytes:
     """The merkle root of a list of 32-byte transaction ids."""
-    levels = merkle_tree(txids)
+    return _root_of_checked(checks.fixed_items(txids, "txids", HASH_SIZE))
+
+
+def _root_of_checked(txids: Sequence[bytes]) -> bytes:
+    """:func:`merkle_root` of ids already checked to be 32-byte ``bytes``."""
+    levels = _tree_of_checked(txids)
     return levels[-1][0] if levels else bytes(HASH_SIZE)
 
 
 def merkle_roots(ids: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """Batch form: CSR ids ``uint8[T, 32]`` with ``offsets[N+1]`` -> roots ``uint8[N, 32]``."""
     ids, offsets = checks.ids(ids, offsets)
-    blocks = checks.unpack(ids, offsets)  # each block's ids as a list of bytes
+    blocks = checks.unpack(ids, offsets)  # each block's ids as a list of 32-byte bytes
     out = np.zeros((len(blocks), HASH_SIZE), dtype=np.uint8)
     for b, txids in enumerate(blocks):
-        out[b] = np.frombuffer(merkle_root(txids), dtype=np.uint8)
+        out[b] = np.frombuffer(_root_of_checked(txids), dtype=np.uint8)
     return out
 

@@ -10,7 +10,7 @@ from kernels import checks
 from kernels import constants as C
 from kernels.constants import Block, Parent
 from kernels.legacy.header import decode_header, hash_header
-from kernels.legacy.merkle import merkle_root
+from kernels.legacy.merkle import _root_of_checked
 from kernels.legacy.reveal import commitment, problem_hash, solution_hash, solution_ok
 
 __all__ = ["Block", "Parent", "new_replay_state", "validate_block", "validate_blocks",
@@ -41,12 +41,29 @@ def validate_block(block: Block, now: int, difficulty_target: bytes,
     """The rule bitmask of one block; ``seen`` holds earlier commitments and is updated.
     ``parent`` is the parent's header, its ``(height, hash, timestamp)`` or None."""
     target = checks.fixed_bytes(difficulty_target, "difficulty_target", C.HASH_SIZE)
-    return _status(block, int(now), target, _parent(parent), seen)
+    return _chain([block], int(now), target, _parent(parent), seen, ids_checked=False)[0]
 
 
-def _status(block: Block, now: int, difficulty_target: bytes, parent: Parent | None,
-            seen: set[bytes]) -> int:
-    h = decode_header(block.header)
+def _chain(blocks: Sequence[Block], now: int, difficulty_target: bytes, parent: Parent | None,
+           seen: set[bytes], ids_checked: bool) -> list[int]:
+    """Bitmasks of consecutive blocks, each the parent of the next; each header is decoded
+    and hashed once. ``ids_checked``: every block's ids are already 32-byte ``bytes`` (the
+    batch form checked its arrays), else each block's are checked here."""
+    out = []
+    for block in blocks:
+        h = decode_header(block.header)
+        txids = block.txids if ids_checked else checks.fixed_items(block.txids, "txids",
+                                                                   C.HASH_SIZE)
+        block_hash = hash_header(block.header)
+        out.append(_status(block, h, txids, block_hash, now, difficulty_target, parent, seen))
+        parent = (h["height"], block_hash, h["timestamp"])
+    return out
+
+
+def _status(block: Block, h: dict, txids: Sequence[bytes], block_hash: bytes, now: int,
+            difficulty_target: bytes, parent: Parent | None, seen: set[bytes]) -> int:
+    """The bitmask of one block: ``h`` its decoded header, ``txids`` its checked ids,
+    ``block_hash`` its header hash."""
     status = 0
     if h["version"] not in C.SUPPORTED_VERSIONS:
         status |= C.VERSION_UNSUPPORTED
@@ -69,9 +86,9 @@ def _status(block: Block, now: int, difficulty_target: bytes, parent: Parent | N
     ee = h["energy_estimate_joules"]
     if _bad_float(ee) or ee < 0.0:
         status |= C.ENERGY_ESTIMATE_INVALID
-    if len(block.txids) > C.MAX_TRANSACTIONS:
+    if len(txids) > C.MAX_TRANSACTIONS:
         status |= C.TOO_MANY_TRANSACTIONS
-    if h["transactions_root"] != merkle_root(block.txids):
+    if h["transactions_root"] != _root_of_checked(txids):
         status |= C.TX_ROOT_MISMATCH
     if parent is not None:
         p_height, p_hash, p_ts = parent
@@ -81,7 +98,7 @@ def _status(block: Block, now: int, difficulty_target: bytes, parent: Parent | N
             status |= C.PREV_HASH_MISMATCH
         if ts < p_ts:
             status |= C.TIMESTAMP_BEFORE_PARENT
-    if hash_header(block.header) >= difficulty_target:  # bytes compare = big-endian numbers
+    if block_hash >= difficulty_target:  # bytes compare = big-endian numbers
         status |= C.DIFFICULTY_NOT_MET
     ph = problem_hash(block.numbers, block.target)
     if h["commitment_problem_hash"] != ph:
@@ -103,14 +120,8 @@ def validate_chain(blocks: Sequence[Block], now: int, difficulty_target: bytes,
     """Bitmasks of consecutive blocks; each block is the parent of the next, and the
     first one's is ``parent`` (its header, its ``(height, hash, timestamp)`` or None)."""
     target = checks.fixed_bytes(difficulty_target, "difficulty_target", C.HASH_SIZE)
-    parent = _parent(parent)
     seen = new_replay_state() if seen is None else seen
-    out = []
-    for block in blocks:
-        out.append(_status(block, int(now), target, parent, seen))
-        h = decode_header(block.header)
-        parent = (h["height"], hash_header(block.header), h["timestamp"])
-    return out
+    return _chain(blocks, int(now), target, _parent(parent), seen, ids_checked=False)
 
 
 def validate_blocks(headers: np.ndarray, ids: np.ndarray, id_offsets: np.ndarray,
@@ -129,7 +140,9 @@ def validate_blocks(headers: np.ndarray, ids: np.ndarray, id_offsets: np.ndarray
     idxs = checks.unpack(indices, idx_offsets)
     blocks = [Block(headers[i].tobytes(), txids[i], nums[i], int(targets[i]), idxs[i])
               for i in range(headers.shape[0])]
-    status = validate_chain(blocks, int(now), difficulty_target, parent, replay)
+    target = checks.fixed_bytes(difficulty_target, "difficulty_target", C.HASH_SIZE)
+    seen = new_replay_state() if replay is None else replay
+    status = _chain(blocks, int(now), target, _parent(parent), seen, ids_checked=True)
     return np.array(status, dtype=np.uint32)
 
 

@@ -56,6 +56,7 @@ def attach(args: argparse.Namespace, controller: Any, server: Any) -> Any:
         return None
     live = LiveValidator(controller, chain, args.legacy, args.refactored,
                          twin_timeout=args.twin_timeout)
+    live.warm_up()  # before serving: the first batch then costs what every batch costs
     install(server, live)
     return live
 
