@@ -2,6 +2,7 @@
 Rust twin's benchmark: start a twin process, send requests, read replies."""
 from __future__ import annotations
 
+import fcntl
 import os
 import struct
 import subprocess
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.conftest import ROOT
+ROOT = Path(__file__).resolve().parent.parent
 
 RUST_TWIN = ROOT / "twins" / "rust" / "target" / "release" / "parity-rust-twin"
 RUST_TWIN_PLANTED = ROOT / "twins" / "rust" / "target" / "planted" / "release" / "parity-rust-twin"
@@ -43,11 +44,17 @@ class TwinProcess:
     """One twin process; ``request`` sends one frame and returns the reply's arrays."""
 
     def __init__(self, argv: Sequence[str | Path], env: dict[str, str] | None = None,
-                 timeout: float = 120.0) -> None:
+                 timeout: float = 120.0, pipe_size: int = 0) -> None:
         self.proc = subprocess.Popen([str(a) for a in argv], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
                                      env={**os.environ, **(env or {})})
         self.timeout = timeout
+        if pipe_size:  # fewer, larger pipe transfers for large batches (Linux only)
+            for f in (self.proc.stdin, self.proc.stdout):
+                try:
+                    fcntl.fcntl(f.fileno(), fcntl.F_SETPIPE_SZ, pipe_size)  # type: ignore[union-attr]
+                except (OSError, AttributeError):
+                    pass
         self.stderr = ""  # what the process wrote to stderr, once closed
         self._closed = False
 
@@ -109,14 +116,15 @@ class TwinProcess:
         finally:
             timer.cancel()
 
-    def timing_ns(self) -> int:
-        """The compute nanoseconds the twin reported for its last reply (on stderr, with
-        ``PARITY_TWIN_TIMING=1``: ``parity-twin-timing op=NAME ns=N``)."""
+    def timing(self) -> dict[str, int]:
+        """What the twin reported on stderr for its last reply, with ``PARITY_TWIN_TIMING=1``
+        (``parity-twin-timing op=NAME ns=N read_ns=R write_ns=W``): the numbers by key."""
         assert self.proc.stderr is not None
         line = self.proc.stderr.readline().decode()
         if not line.startswith("parity-twin-timing "):
             raise ProtocolError(f"expected a timing line, got {line!r}")
-        return int(line.rsplit("ns=", 1)[1])
+        fields = dict(f.split("=", 1) for f in line.split()[1:])
+        return {k: int(v) for k, v in fields.items() if k != "op"}
 
     def close(self, timeout: float = 30.0) -> int:
         """Closes stdin, waits and returns the exit code (stderr's text kept in ``stderr``)."""

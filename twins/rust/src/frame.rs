@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
+use std::time::{Duration, Instant};
 
 const REQUEST_MAGIC: &[u8; 4] = b"PTWQ";
 const REPLY_MAGIC: &[u8; 4] = b"PTWR";
@@ -60,16 +61,53 @@ impl Dtype {
     }
 }
 
-/// One array of a request or a reply: its element type, shape and raw little-endian data.
+/// A hash of one item of an array (a header, an id).
+pub type ItemHash = fn(&[u8]) -> Result<[u8; 32], String>;
+
+/// Which arrays of a request to hash item by item while the rest still arrives: given the
+/// op, the array's position, dtype and shape, the item size and the hash, or `None`.
+pub type Plan = fn(&[u8], u32, Dtype, &[u64]) -> Option<(usize, ItemHash)>;
+
+/// Work done on an array's items while the rest of it was still arriving (so it overlaps
+/// the transfer): one 32-byte result per item, or the first item's error, and the time it
+/// took.
+pub struct Early {
+    item: usize,
+    hash: ItemHash,
+    pub out: Result<Vec<u8>, String>,
+    pub elapsed: Duration,
+}
+
+impl Early {
+    fn consume(&mut self, chunk: &[u8]) {
+        let t0 = Instant::now();
+        if let Ok(out) = &mut self.out {
+            for item in chunk.chunks_exact(self.item) {
+                match (self.hash)(item) {
+                    Ok(h) => out.extend_from_slice(&h),
+                    Err(e) => {
+                        self.out = Err(e);
+                        break;
+                    }
+                }
+            }
+        }
+        self.elapsed += t0.elapsed();
+    }
+}
+
+/// One array of a request or a reply: its element type, shape and raw little-endian data
+/// (and, for a request, what was computed from it as it arrived).
 pub struct Array {
     pub dtype: Dtype,
     pub dims: Vec<u64>,
     pub data: Vec<u8>,
+    pub early: Option<Early>,
 }
 
 impl Array {
     pub fn new(dtype: Dtype, dims: Vec<u64>, data: Vec<u8>) -> Array {
-        Array { dtype, dims, data }
+        Array { dtype, dims, data, early: None }
     }
 
     /// The shape as numpy prints it, e.g. `uint8[3,276]`.
@@ -90,11 +128,13 @@ impl Array {
 }
 
 /// A request: the operation's name (possibly not ASCII: checked by the caller) and its
-/// arrays; `refused` says why an array was read but not kept (it did not fit memory).
+/// arrays; `refused` says why an array was read but not kept (it did not fit memory);
+/// `started` is when its first bytes had arrived.
 pub struct Request {
     pub op: Vec<u8>,
     pub arrays: Vec<Array>,
     pub refused: Option<String>,
+    pub started: Instant,
 }
 
 /// Why no request could be read.
@@ -149,25 +189,71 @@ fn read_u64<R: Read>(input: &mut R) -> Result<u64, FrameError> {
     Ok(u64::from_le_bytes(b))
 }
 
-/// `len` bytes in a fallibly reserved buffer, or `None` when they do not fit memory (then
-/// they are read and dropped, so the next frame is still found). A request that announces
-/// more than it sends ends in `Truncated`, never an abort.
-fn read_bytes<R: Read>(input: &mut R, len: u64) -> Result<Option<Vec<u8>>, FrameError> {
-    let mut data = Vec::new();
-    let fits = usize::try_from(len).map(|n| data.try_reserve_exact(n).is_ok()).unwrap_or(false);
-    let got = if fits {
-        input.take(len).read_to_end(&mut data).map_err(FrameError::Io)? as u64
-    } else {
-        io::copy(&mut input.take(len), &mut io::sink()).map_err(FrameError::Io)?
-    };
-    if got != len {
-        return Err(FrameError::Truncated);
+/// Buffers of earlier requests, kept to receive the next ones: pages already mapped make a
+/// large array cheaper to receive than fresh memory.
+#[derive(Default)]
+pub struct Pool(Vec<Vec<u8>>);
+
+impl Pool {
+    /// Buffers smaller than this are not kept.
+    const MIN_KEPT: usize = 1 << 16;
+    /// Buffers kept at most (the largest).
+    const MAX_KEPT: usize = 8;
+
+    /// The smallest kept buffer that holds `n` bytes, if any.
+    fn take(&mut self, n: usize) -> Option<Vec<u8>> {
+        let best = self.0.iter().enumerate().filter(|(_, v)| v.capacity() >= n)
+            .min_by_key(|(_, v)| v.capacity()).map(|(k, _)| k)?;
+        Some(self.0.swap_remove(best))
     }
-    Ok(if fits { Some(data) } else { None })
+
+    /// Keeps the data of `arrays` for later requests.
+    pub fn give(&mut self, arrays: Vec<Array>) {
+        self.0.extend(arrays.into_iter().map(|a| a.data).filter(|d| d.capacity() >= Self::MIN_KEPT));
+        self.0.sort_by_key(|v| std::cmp::Reverse(v.capacity()));
+        self.0.truncate(Self::MAX_KEPT);
+    }
+}
+
+/// `len` bytes in a pooled or fallibly reserved buffer, or `None` when they do not fit
+/// memory (then they are read and dropped, so the next frame is still found). A new
+/// buffer grows by at most 64 MiB ahead of the data received, so a request that
+/// announces more than it sends ends in `Truncated`, never in an abort or a huge
+/// allocation touched.
+fn read_bytes<R: Read>(input: &mut R, len: u64, pool: &mut Pool, mut early: Option<&mut Early>)
+                       -> Result<Option<Vec<u8>>, FrameError> {
+    let step = match &early {
+        Some(e) => e.item * ((1 << 20) / e.item).max(1),
+        None => 64 << 20,
+    };
+    let wanted = usize::try_from(len).ok();
+    let mut data = wanted.filter(|n| *n >= Pool::MIN_KEPT).and_then(|n| pool.take(n)).unwrap_or_default();
+    let n = match wanted {
+        Some(n) if data.len() >= n || data.try_reserve_exact(n - data.len()).is_ok() => n,
+        _ => {
+            let got = io::copy(&mut input.take(len), &mut io::sink()).map_err(FrameError::Io)?;
+            return if got == len { Ok(None) } else { Err(FrameError::Truncated) };
+        }
+    };
+    data.truncate(n);
+    let mut filled = 0;
+    while filled < n {
+        let end = n.min(filled + step);
+        if data.len() < end {
+            data.resize(end, 0);
+        }
+        read_exact(input, &mut data[filled..end])?;
+        if let Some(e) = &mut early {
+            e.consume(&data[filled..end]);
+        }
+        filled = end;
+    }
+    Ok(Some(data))
 }
 
 /// Array `k`, or `None` when its data did not fit memory (and was dropped).
-fn read_array<R: Read>(input: &mut R, k: u32) -> Result<Option<Array>, FrameError> {
+fn read_array<R: Read>(input: &mut R, op: &[u8], k: u32, pool: &mut Pool, plan: Plan)
+                       -> Result<Option<Array>, FrameError> {
     let code = read_u8(input)?;
     let dtype = Dtype::from_code(code)
         .ok_or_else(|| FrameError::Malformed(format!("array {}: unknown dtype {}", k, code)))?;
@@ -181,11 +267,20 @@ fn read_array<R: Read>(input: &mut R, k: u32) -> Result<Option<Array>, FrameErro
             FrameError::Malformed(format!("array {}: more than {} bytes", k, MAX_ARRAY_BYTES))
         })?;
     }
-    Ok(read_bytes(input, size)?.map(|data| Array::new(dtype, dims, data)))
+    let mut early = plan(op, k, dtype, &dims).map(|(item, hash)| Early {
+        item,
+        hash,
+        out: Ok(Vec::with_capacity((size as usize / item).saturating_mul(32).min(1 << 24))),
+        elapsed: Duration::ZERO,
+    });
+    let data = read_bytes(input, size, pool, early.as_mut())?;
+    Ok(data.map(|data| Array { dtype, dims, data, early }))
 }
 
-/// The next request, or `None` when the input ends between requests.
-pub fn read_request<R: Read>(input: &mut R) -> Result<Option<Request>, FrameError> {
+/// The next request, or `None` when the input ends between requests; its arrays are
+/// received in buffers of `pool` when it has some large enough, and hashed item by item
+/// as they arrive where `plan` says so.
+pub fn read_request<R: Read>(input: &mut R, pool: &mut Pool, plan: Plan) -> Result<Option<Request>, FrameError> {
     let mut magic = [0u8; 4];
     let mut filled = 0;
     while filled < magic.len() {
@@ -197,6 +292,7 @@ pub fn read_request<R: Read>(input: &mut R) -> Result<Option<Request>, FrameErro
             Err(e) => return Err(FrameError::Io(e)),
         }
     }
+    let started = Instant::now();
     if &magic != REQUEST_MAGIC {
         return Err(FrameError::Malformed(format!("bad magic {:?}", String::from_utf8_lossy(&magic))));
     }
@@ -210,12 +306,12 @@ pub fn read_request<R: Read>(input: &mut R) -> Result<Option<Request>, FrameErro
     let mut arrays = Vec::with_capacity(n_arrays as usize);
     let mut refused = None;
     for k in 0..n_arrays {
-        match read_array(input, k)? {
+        match read_array(input, &op, k, pool, plan)? {
             Some(a) => arrays.push(a),
             None => refused = Some(format!("array {} does not fit memory", k)),
         }
     }
-    Ok(Some(Request { op, arrays, refused }))
+    Ok(Some(Request { op, arrays, refused, started }))
 }
 
 /// Writes a status-0 reply holding `arrays`.

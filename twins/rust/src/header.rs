@@ -1,6 +1,51 @@
 //! SPEC section 1: the block header, its bincode 1.x encoding and its hash.
 
-use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use serde::de::{self, SeqAccess, Visitor};
+use serde::ser::SerializeTuple;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A 32-byte field (a hash, a root, a miner id). bincode writes a fixed array as its bytes
+/// with no length prefix; so does this, as four little-endian u64 words (the same bytes,
+/// a quarter of the writer calls).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Hash32(pub [u8; 32]);
+
+impl Serialize for Hash32 {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut words = serializer.serialize_tuple(4)?;
+        for w in self.0.chunks_exact(8) {
+            words.serialize_element(&u64::from_le_bytes(w.try_into().unwrap()))?;
+        }
+        words.end()
+    }
+}
+
+struct Hash32Visitor;
+
+impl<'de> Visitor<'de> for Hash32Visitor {
+    type Value = Hash32;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "32 bytes as four little-endian u64 words")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Hash32, A::Error> {
+        let mut out = [0u8; 32];
+        for (k, w) in out.chunks_exact_mut(8).enumerate() {
+            let word: u64 = seq.next_element()?.ok_or_else(|| de::Error::invalid_length(k, &self))?;
+            w.copy_from_slice(&word.to_le_bytes());
+        }
+        Ok(Hash32(out))
+    }
+}
+
+impl<'de> Deserialize<'de> for Hash32 {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Hash32, D::Error> {
+        deserializer.deserialize_tuple(4, Hash32Visitor)
+    }
+}
 
 /// Bytes of an encoded header.
 pub const HEADER_SIZE: usize = 276;
@@ -11,14 +56,14 @@ pub const HEADER_SIZE: usize = 276;
 pub struct Header {
     pub version: u32,
     pub height: u64,
-    pub prev_hash: [u8; 32],
+    pub prev_hash: Hash32,
     pub timestamp: i64,
-    pub transactions_root: [u8; 32],
-    pub solutions_root: [u8; 32],
-    pub commitment_hash: [u8; 32],
-    pub commitment_problem_hash: [u8; 32],
+    pub transactions_root: Hash32,
+    pub solutions_root: Hash32,
+    pub commitment_hash: Hash32,
+    pub commitment_problem_hash: Hash32,
     pub work_score: f64,
-    pub miner: [u8; 32],
+    pub miner: Hash32,
     pub nonce: u64,
     pub solve_time_us: u64,
     pub verify_time_us: u64,
@@ -54,16 +99,11 @@ impl Header {
     }
 }
 
-/// The header hash of every encoded header laid out back to back in `raw`.
-pub fn hash_headers(raw: &[u8]) -> Result<Vec<u8>, String> {
-    let mut out = Vec::with_capacity(raw.len() / HEADER_SIZE * 32);
+/// The hash the `header_hash` function answers for one encoded header.
+pub fn hash_item(raw: &[u8]) -> Result<[u8; 32], String> {
+    let header = Header::decode(raw)?;
     let mut buf = Vec::with_capacity(HEADER_SIZE);
-    for chunk in raw.chunks_exact(HEADER_SIZE) {
-        let header = Header::decode(chunk)?;
-        let hash = header.hash(&mut buf)?;
-        out.extend_from_slice(&planted(&header, hash));
-    }
-    Ok(out)
+    Ok(planted(&header, header.hash(&mut buf)?))
 }
 
 /// The planted bug of the `planted-bug` feature: bit 0 of byte 0 flipped for every header

@@ -2,8 +2,12 @@
 //! behind parity's process-twin protocol (twins/PROTOCOL.md) on stdin and stdout.
 //!
 //! With `PARITY_TWIN_TIMING=1` it writes one line per request to stderr,
-//! `parity-twin-timing op=NAME ns=N`: the nanoseconds from the request fully read to its
-//! reply ready (checks and compute), so a client can tell its own cost from the boundary's.
+//! `parity-twin-timing op=NAME ns=N read_ns=R write_ns=W`: `ns` is the twin's own time
+//! (argument checks and compute, including the hashing of headers and ids done as they
+//! arrived), `read_ns` the rest of the time from the request's first bytes to its last,
+//! `write_ns` writing the reply, so a client can tell the twin's own cost from the
+//! process boundary's. Headers and ids are hashed in 1 MiB pieces as they arrive, so the
+//! work overlaps the transfer; `PARITY_TWIN_OVERLAP=0` waits for the whole request first.
 
 mod frame;
 mod header;
@@ -14,17 +18,22 @@ mod validate;
 
 use std::io::{self, BufReader, BufWriter, Write};
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 fn main() -> ExitCode {
     let timing = std::env::var("PARITY_TWIN_TIMING").as_deref() == Ok("1");
+    let plan: frame::Plan = match std::env::var("PARITY_TWIN_OVERLAP").as_deref() {
+        Ok("0") => |_, _, _, _| None,
+        _ => ops::plan,
+    };
     let stdin = io::stdin();
     let stdout = io::stdout();
     let mut input = BufReader::with_capacity(1 << 20, stdin.lock());
     let mut output = BufWriter::with_capacity(1 << 20, stdout.lock());
     let mut twin = ops::Twin::default();
+    let mut pool = frame::Pool::default();
     loop {
-        let req = match frame::read_request(&mut input) {
+        let mut req = match frame::read_request(&mut input, &mut pool, plan) {
             Ok(Some(req)) => req,
             Ok(None) => return ExitCode::SUCCESS,
             Err(e) => {
@@ -36,11 +45,11 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        // work done while the request arrived is the twin's own time, not the boundary's
+        let early: Duration = req.arrays.iter().filter_map(|a| a.early.as_ref()).map(|e| e.elapsed).sum();
         let t0 = Instant::now();
-        let reply = twin.handle(&req);
-        let ns = t0.elapsed().as_nanos();
-        let op = if timing { String::from_utf8_lossy(&req.op).into_owned() } else { String::new() };
-        drop(req);
+        let reply = twin.handle(&mut req);
+        let t1 = Instant::now();
         let written = match &reply {
             Ok(arrays) => frame::write_ok(&mut output, arrays),
             Err(message) => frame::write_error(&mut output, message),
@@ -50,7 +59,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
         if timing {
-            let _ = writeln!(io::stderr(), "parity-twin-timing op={} ns={}", op, ns);
+            let (read, ns, write) = ((t0 - req.started).saturating_sub(early), t1 - t0 + early, t1.elapsed());
+            let _ = writeln!(io::stderr(), "parity-twin-timing op={} ns={} read_ns={} write_ns={}",
+                             String::from_utf8_lossy(&req.op), ns.as_nanos(), read.as_nanos(), write.as_nanos());
         }
+        pool.give(req.arrays);
     }
 }

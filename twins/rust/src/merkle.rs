@@ -8,13 +8,22 @@ fn hash_pair(a: &[u8; 32], b: &[u8; 32]) -> [u8; 32] {
     *blake3::hash(&both).as_bytes()
 }
 
+/// A leaf: an id hashed once more.
+pub fn leaf(id: &[u8]) -> Result<[u8; 32], String> {
+    Ok(*blake3::hash(id).as_bytes())
+}
+
 /// The merkle root of `ids` (32-byte ids back to back); `level` is scratch space.
-///
-/// No ids: 32 zero bytes. Otherwise every id is hashed once to make the leaves, then each
-/// level hashes its pairs in order and re-hashes an odd last node alone, until one is left.
 pub fn root(ids: &[u8], level: &mut Vec<[u8; 32]>) -> [u8; 32] {
     level.clear();
     level.extend(ids.chunks_exact(32).map(|id| *blake3::hash(id).as_bytes()));
+    root_of_leaves(level)
+}
+
+/// The root over `level`, the leaves (overwritten): no leaves, 32 zero bytes; otherwise
+/// each level hashes its pairs in order and re-hashes an odd last node alone, until one
+/// is left.
+fn root_of_leaves(level: &mut [[u8; 32]]) -> [u8; 32] {
     if level.is_empty() {
         return [0u8; 32];
     }
@@ -32,14 +41,17 @@ pub fn root(ids: &[u8], level: &mut Vec<[u8; 32]>) -> [u8; 32] {
     level[0]
 }
 
-/// The roots of consecutive blocks: block `b` holds ids `offsets[b]..offsets[b + 1]`
-/// (offsets already checked: start at 0, never decrease, end at the id count).
-pub fn roots(ids: &[u8], offsets: &[i64]) -> Vec<u8> {
+/// The roots of consecutive blocks from their leaves (`leaf` of each id, back to back):
+/// block `b` holds leaves `offsets[b]..offsets[b + 1]` (offsets already checked: start at
+/// 0, never decrease, end at the id count).
+pub fn roots_of_leaves(leaves: &[u8], offsets: &[i64]) -> Vec<u8> {
     let mut out = Vec::with_capacity(offsets.len().saturating_sub(1) * 32);
-    let mut level = Vec::new();
+    let mut level: Vec<[u8; 32]> = Vec::new();
     for w in offsets.windows(2) {
-        let (lo, hi) = (w[0] as usize * 32, w[1] as usize * 32);
-        out.extend_from_slice(&root(&ids[lo..hi], &mut level));
+        level.clear();
+        level.extend(leaves[w[0] as usize * 32..w[1] as usize * 32].chunks_exact(32)
+            .map(|l| <[u8; 32]>::try_from(l).unwrap()));
+        out.extend_from_slice(&root_of_leaves(&mut level));
     }
     out
 }

@@ -1,7 +1,7 @@
 //! The operations of twins/PROTOCOL.md: each checks its arrays, computes, and returns the
 //! reply's arrays or the message of a status-1 reply.
 
-use crate::frame::{Array, Dtype, Request};
+use crate::frame::{Array, Dtype, ItemHash, Request};
 use crate::header::{self, HEADER_SIZE};
 use crate::merkle;
 use crate::validate::{self, Blocks, Parent, ReplayStates};
@@ -10,6 +10,30 @@ use crate::validate::{self, Blocks, Parent, ReplayStates};
 pub const FUNCTIONS: &str = "header_hash,merkle_root,commitment,validate";
 
 type Reply = Result<Vec<Array>, String>;
+
+/// The arrays hashed item by item as they arrive (see `frame::Plan`): the headers of
+/// `header_hash` and the ids of `merkle_root` (their leaves), when their shape is right.
+pub fn plan(op: &[u8], k: u32, dtype: Dtype, dims: &[u64]) -> Option<(usize, ItemHash)> {
+    match (op, k, dtype, dims) {
+        (b"header_hash", 0, Dtype::U8, [_, 276]) => Some((HEADER_SIZE, header::hash_item)),
+        (b"merkle_root", 0, Dtype::U8, [_, 32]) => Some((32, merkle::leaf)),
+        _ => None,
+    }
+}
+
+/// Each item's hash of `a`: computed as it arrived (taken from `a`), else now.
+fn item_hashes(a: &mut Array, item: ItemHash, size: usize) -> Result<Vec<u8>, String> {
+    match a.early.take() {
+        Some(early) => early.out,
+        None => {
+            let mut out = Vec::with_capacity(a.data.len() / size * 32);
+            for chunk in a.data.chunks_exact(size) {
+                out.extend_from_slice(&item(chunk)?);
+            }
+            Ok(out)
+        }
+    }
+}
 
 /// A twin's state across requests: its replay states.
 #[derive(Default)]
@@ -141,7 +165,7 @@ fn parent(a: &Array) -> Result<Option<Parent>, String> {
 
 impl Twin {
     /// The reply to `req`: its arrays, or the message of a status-1 reply.
-    pub fn handle(&mut self, req: &Request) -> Reply {
+    pub fn handle(&mut self, req: &mut Request) -> Reply {
         if let Some(why) = &req.refused {
             return Err(why.clone());
         }
@@ -149,7 +173,7 @@ impl Twin {
             Ok(op) if op.is_ascii() => op,
             _ => return Err(format!("unknown op {:?} (not ASCII)", String::from_utf8_lossy(&req.op))),
         };
-        let a = &req.arrays;
+        let a = &mut req.arrays;
         match op {
             "hello" => {
                 arity(a, op, 0)?;
@@ -158,13 +182,15 @@ impl Twin {
             }
             "header_hash" => {
                 arity(a, op, 1)?;
-                Ok(vec![hashes(header::hash_headers(headers(&a[0])?.0)?)])
+                headers(&a[0])?;
+                Ok(vec![hashes(item_hashes(&mut a[0], header::hash_item, HEADER_SIZE)?)])
             }
             "merkle_root" => {
                 arity(a, op, 2)?;
                 let ids = shaped(&a[0], "ids", Dtype::U8, &[None, Some(32)], "uint8[T,32]")?;
                 let off = offsets(&a[1], "offsets", ids.dims[0], "ids", None)?;
-                Ok(vec![hashes(merkle::roots(&ids.data, &off))])
+                let leaves = item_hashes(&mut a[0], merkle::leaf, 32)?;
+                Ok(vec![hashes(merkle::roots_of_leaves(&leaves, &off))])
             }
             "commitment" => {
                 arity(a, op, 6)?;

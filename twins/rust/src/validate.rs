@@ -99,7 +99,7 @@ fn chain_rules(h: &Header, parent: &Parent) -> u32 {
     if h.height as u128 != parent.height as u128 + 1 {
         status |= HEIGHT_NOT_SEQUENTIAL;
     }
-    if h.prev_hash != parent.hash {
+    if h.prev_hash.0 != parent.hash {
         status |= PREV_HASH_MISMATCH;
     }
     if h.timestamp < parent.timestamp {
@@ -126,7 +126,7 @@ pub fn validate(blocks: &Blocks, now: i64, difficulty_target: &[u8; 32], mut par
         if hi - lo > MAX_TRANSACTIONS {
             s |= TOO_MANY_TRANSACTIONS;
         }
-        if merkle::root(ids, &mut level) != h.transactions_root {
+        if merkle::root(ids, &mut level) != h.transactions_root.0 {
             s |= TX_ROOT_MISMATCH;
         }
         if let Some(p) = &parent {
@@ -135,18 +135,18 @@ pub fn validate(blocks: &Blocks, now: i64, difficulty_target: &[u8; 32], mut par
         let numbers = span(blocks.numbers, blocks.num_offsets, b);
         let indices = span(blocks.indices, blocks.idx_offsets, b);
         let problem = reveal::problem_hash(numbers, blocks.targets[b], &mut buf)?;
-        if problem != h.commitment_problem_hash {
+        if problem != h.commitment_problem_hash.0 {
             s |= PROBLEM_HASH_MISMATCH;
         }
         let solution = reveal::solution_hash(indices, &mut buf)?;
-        if reveal::commitment(&problem, &h.prev_hash, &solution) != h.commitment_hash {
+        if reveal::commitment(&problem, &h.prev_hash.0, &solution) != h.commitment_hash.0 {
             s |= COMMITMENT_MISMATCH;
         }
         if !reveal::solution_ok(numbers, blocks.targets[b], indices) {
             s |= SOLUTION_INVALID;
         }
         status.push(s);
-        commitments.push(h.commitment_hash);
+        commitments.push(h.commitment_hash.0);
         parent = Some(Parent { height: h.height, hash, timestamp: h.timestamp });
     }
     for (s, c) in status.iter_mut().zip(commitments) {
@@ -168,7 +168,7 @@ pub fn commitments(blocks: &Blocks) -> Result<Vec<u8>, String> {
         let numbers = span(blocks.numbers, blocks.num_offsets, b);
         let problem = reveal::problem_hash(numbers, blocks.targets[b], &mut buf)?;
         let solution = reveal::solution_hash(span(blocks.indices, blocks.idx_offsets, b), &mut buf)?;
-        out.extend_from_slice(&reveal::commitment(&problem, &h.prev_hash, &solution));
+        out.extend_from_slice(&reveal::commitment(&problem, &h.prev_hash.0, &solution));
     }
     Ok(out)
 }
