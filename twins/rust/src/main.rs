@@ -6,8 +6,9 @@
 //! (argument checks and compute, including the hashing of headers and ids done as they
 //! arrived), `read_ns` the rest of the time from the request's first bytes to its last,
 //! `write_ns` writing the reply, so a client can tell the twin's own cost from the
-//! process boundary's. Headers and ids are hashed in 1 MiB pieces as they arrive, so the
-//! work overlaps the transfer; `PARITY_TWIN_OVERLAP=0` waits for the whole request first.
+//! process boundary's. With `PARITY_TWIN_OVERLAP=1` it hashes the headers of `header_hash`
+//! and the ids of `merkle_root` in 1 MiB pieces as they arrive, overlapping the work with
+//! the transfer; by default it waits for the whole request.
 
 mod frame;
 mod header;
@@ -23,8 +24,8 @@ use std::time::{Duration, Instant};
 fn main() -> ExitCode {
     let timing = std::env::var("PARITY_TWIN_TIMING").as_deref() == Ok("1");
     let plan: frame::Plan = match std::env::var("PARITY_TWIN_OVERLAP").as_deref() {
-        Ok("0") => |_, _, _, _| None,
-        _ => ops::plan,
+        Ok("1") => ops::plan,
+        _ => |_, _, _, _| None,
     };
     let stdin = io::stdin();
     let stdout = io::stdout();
