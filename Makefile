@@ -4,9 +4,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 MONITORING_TOOLS := prometheus promtool prometheus-alertmanager amtool prometheus-pushgateway
+RUST_CRATES := librust-blake3-dev librust-bincode-dev librust-serde-dev librust-serde-derive-dev
+CARGO_BUILD := cargo build --release --offline --locked --quiet
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-deps lint test fuzz demo bench bench-ci clean
+.PHONY: help setup system-deps rust-twin lint test fuzz demo bench bench-ci clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -33,11 +35,25 @@ system-deps: ## install Debian's Prometheus, Alertmanager, Pushgateway and Chrom
 	  else echo "warning: missing $$pkgs and apt-get not usable; the server and browser tests will fail" >&2; fi; \
 	fi
 
+rust-twin: ## build twins/rust (and its planted-bug variant) offline from Debian's crates, installed when missing
+	@missing=""; command -v cargo >/dev/null || missing="cargo rustc"; \
+	for p in $(RUST_CRATES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | \
+	  grep -q 'ok installed' || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing $$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	      $$missing >/dev/null; \
+	  else echo "error: the Rust twin needs Debian's$$missing (apt-get install as root)" >&2; exit 1; fi; \
+	fi
+	cd twins/rust && $(CARGO_BUILD)
+	cd twins/rust && $(CARGO_BUILD) --features planted-bug --target-dir target/planted
+
 lint: setup ## ruff and mypy (configured in pyproject.toml)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-test: setup lint ## lint, then run the whole test suite
+test: setup lint rust-twin ## lint, build the Rust twin, then run the whole test suite
 	$(PY) -m pytest -q
 
 FUZZ_TESTS := tests/test_twins_differential.py tests/test_blake3_jit.py tests/test_commitments.py \
@@ -57,5 +73,5 @@ bench-ci: setup ## CI speed gate: per-function floors, faulty-corpus validation,
 	$(PY) -m bench.gate --json bench/results/gate.json
 
 clean: ## remove the venv, caches and outputs
-	rm -rf $(VENV) out .pytest_cache .hypothesis .benchmarks
+	rm -rf $(VENV) out .pytest_cache .hypothesis .benchmarks twins/rust/target
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,135 @@
+"""The Rust twin (twins/rust, ``make rust-twin``) against the legacy and JIT twins: header
+hashes and merkle roots over one shard, and what the process boundary costs.
+
+    python -m bench.rust [--blocks 100000] [--ids-per-block 16] [--rounds 7] [--json PATH]
+
+Per function, on one thread: legacy (``--legacy-rounds``, default 1: it is slow), JIT
+(after a warm-up) and the Rust twin through the process-twin protocol, one process for all
+rounds (the first request is a warm-up). For the Rust twin two times are taken per round:
+the request's wall time at the client (encode, pipe, the twin, the reply, decode) and the
+twin's own time as it reports it with ``PARITY_TWIN_TIMING=1`` (argument checks and
+compute, including the hashing it does while the request still arrives). The boundary is
+their difference, the overhead that difference over the twin's own time (target: at most
+10% at 100,000-block shards). Both of the twin's ways are measured: hashing after the
+whole request arrived (its default) and hashing headers and ids as they arrive
+(``PARITY_TWIN_OVERLAP=1``).
+Figures are medians over the rounds; every result is checked against legacy's.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numba
+import numpy as np
+
+import kernels.jit as jit
+import kernels.legacy as legacy
+from bench import data
+from tests.twin_client import RUST_TWIN, TwinProcess
+
+
+def _median_seconds(fn: Callable[[], np.ndarray], rounds: int, check: np.ndarray) -> float:
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+        assert np.array_equal(out, check), "result differs from legacy"
+    return statistics.median(times)
+
+
+def _rust(op: str, args: tuple[np.ndarray, ...], check: np.ndarray, rounds: int, overlap: bool,
+          pipe_size: int) -> dict:
+    env = {"PARITY_TWIN_TIMING": "1", "PARITY_TWIN_OVERLAP": "1" if overlap else "0"}
+    walls, own, reads, writes = [], [], [], []
+    with TwinProcess([RUST_TWIN], env=env, pipe_size=pipe_size) as twin:
+        twin.request(op, *args)  # warm-up: page faults, buffers
+        twin.timing()
+        for _ in range(rounds):
+            t0 = time.perf_counter_ns()
+            (out,) = twin.request(op, *args)
+            walls.append(time.perf_counter_ns() - t0)
+            t = twin.timing()
+            own.append(t["ns"])
+            reads.append(t["read_ns"])
+            writes.append(t["write_ns"])
+            assert np.array_equal(out, check), f"Rust {op} differs from legacy"
+        assert twin.close() == 0, twin.stderr
+    boundary = [w - o for w, o in zip(walls, own)]
+    return {"wall_seconds": statistics.median(walls) / 1e9,
+            "own_seconds": statistics.median(own) / 1e9,
+            "boundary_seconds": statistics.median(boundary) / 1e9,
+            "overhead": statistics.median(b / o for b, o in zip(boundary, own)),
+            "overhead_per_round": [b / o for b, o in zip(boundary, own)],
+            "twin_read_seconds": statistics.median(reads) / 1e9,
+            "twin_write_seconds": statistics.median(writes) / 1e9}
+
+
+def run(blocks: int = 100_000, ids_per_block: int = 16, rounds: int = 7, legacy_rounds: int = 1,
+        pipe_size: int = 0) -> dict:
+    if not RUST_TWIN.exists():
+        raise SystemExit(f"{RUST_TWIN} is missing: run `make rust-twin`")
+    numba.set_num_threads(1)
+    headers = data.headers(blocks)
+    ids, offsets = data.id_lists(blocks, ids_per_block)
+    work = {"header_hash": ((headers,), legacy.hash_headers, jit.hash_headers),
+            "merkle_root": ((ids, offsets), legacy.merkle_roots, jit.merkle_roots)}
+    out: dict = {"blocks": blocks, "ids_per_block": ids_per_block, "rounds": rounds,
+                 "pipe_size": pipe_size, "functions": {}}
+    for op, (args, lg, jt) in work.items():
+        t0 = time.perf_counter()
+        check = lg(*args)  # the reference every other result is checked against
+        legacy_times = [time.perf_counter() - t0]
+        if legacy_rounds > 1:
+            legacy_times.append(_median_seconds(lambda lg=lg, args=args: lg(*args),
+                                                legacy_rounds - 1, check))
+        legacy_s = statistics.median(legacy_times)
+        jt(*args)  # compilation or cache load
+        jit_s = _median_seconds(lambda jt=jt, args=args: jt(*args), rounds, check)
+        out["functions"][op] = {
+            "legacy_seconds": legacy_s, "jit_seconds": jit_s,
+            "rust": _rust(op, args, check, rounds, False, pipe_size),
+            "rust_overlap": _rust(op, args, check, rounds, True, pipe_size)}
+    return out
+
+
+def markdown(r: dict) -> str:
+    lines = [f"Rust twin, {r['blocks']:,} blocks ({r['ids_per_block']} ids a block for merkle "
+             f"roots), medians of {r['rounds']} rounds, one thread:", "",
+             "| function | legacy s | JIT s | Rust wall s | Rust own s | boundary s | "
+             "boundary / own | overlapped: wall s, own s, boundary / own |",
+             "|---|---:|---:|---:|---:|---:|---:|---|"]
+    for op, f in r["functions"].items():
+        a, b = f["rust"], f["rust_overlap"]
+        lines.append(f"| {op} | {f['legacy_seconds']:.3f} | {f['jit_seconds']:.4f} | "
+                     f"{a['wall_seconds']:.4f} | {a['own_seconds']:.4f} | "
+                     f"{a['boundary_seconds']:.4f} | {a['overhead']:.1%} | "
+                     f"{b['wall_seconds']:.4f}, {b['own_seconds']:.4f}, {b['overhead']:.1%} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--blocks", type=int, default=100_000)
+    ap.add_argument("--ids-per-block", type=int, default=16)
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--legacy-rounds", type=int, default=1)
+    ap.add_argument("--pipe-size", type=int, default=0,
+                    help="F_SETPIPE_SZ for the twin's stdin and stdout (0: the system's default)")
+    ap.add_argument("--json", type=Path, help="also write the figures here")
+    args = ap.parse_args()
+    r = run(args.blocks, args.ids_per_block, args.rounds, args.legacy_rounds, args.pipe_size)
+    if args.json:
+        args.json.write_text(json.dumps(r, indent=2))
+    print(markdown(r))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
