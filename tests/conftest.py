@@ -67,3 +67,34 @@ def public_chain(vectors: dict) -> tuple[dict, list, tuple | None]:
     a = c["anchor"]
     anchor = (a["height"], bytes.fromhex(a["hash"]), a["timestamp"]) if a else None
     return c, blocks, anchor
+
+
+CHAIN_SHARD = 100  # the public chain's 300 blocks in 3 shards
+
+
+@pytest.fixture(scope="session")
+def chain(public_vectors, tmp_path_factory):
+    """The public conformance chain as a corpus in shards of CHAIN_SHARD blocks: (corpus,
+    each block's expected status, each block's height)."""
+    import numpy as np
+
+    from kernels import constants as C
+    from parity.corpus.jsonl import block_to_json, import_jsonl
+    c, blocks, _ = public_chain(public_vectors)
+    tmp = tmp_path_factory.mktemp("chain")
+    lines = [json.dumps({"corpus": {"now": c["now"], "difficulty_target": c["difficulty_target"],
+                                    "anchor": c["anchor"]}})]
+    lines += [json.dumps(block_to_json(b)) for b in blocks]
+    (tmp / "chain.jsonl").write_text("\n".join(lines) + "\n")
+    import_jsonl(tmp / "chain.jsonl", tmp / "chain", shard_size=CHAIN_SHARD)
+    heights = [int(np.frombuffer(b.header, "<u8", 1, C.OFF_HEIGHT)[0]) for b in blocks]
+    return tmp / "chain", [b["expect"]["status"] for b in c["blocks"]], heights
+
+
+def shadow(tmp_path, corpus, *args, name="run"):
+    """``parity shadow`` in-process: (exit code, JSON report or None)."""
+    report = tmp_path / f"{name}.json"
+    from parity.cli import main
+    code = main(["shadow", str(corpus), "--legacy", "kernels.legacy", "--quiet", "--run-dir",
+                 str(tmp_path / name), "--report", str(report), *args])
+    return code, (json.loads(report.read_text()) if report.exists() else None)

@@ -15,41 +15,18 @@ import pyarrow.parquet as pq
 import pytest
 
 from kernels import constants as C
-from parity.cli import main
-from parity.corpus.jsonl import block_to_json, import_jsonl
+from parity.corpus.jsonl import block_to_json
 from parity.errors import ParityError
 from parity.proctwin import ProcessTwin, TwinProcessError
-from tests.conftest import public_chain
+from tests.conftest import CHAIN_SHARD as SHARD
+from tests.conftest import shadow
 
 ROOT = Path(__file__).resolve().parent.parent
 TWIN = f"{shlex.quote(sys.executable)} {ROOT / 'twins' / 'python' / 'twin.py'}"
-SHARD = 100  # the public chain's 300 blocks in 3 shards
 
 
 def exec_twin(*options: str) -> str:
     return "exec:" + " ".join([TWIN, *options])
-
-
-@pytest.fixture(scope="module")
-def chain(public_vectors, tmp_path_factory):
-    """The public conformance chain as a corpus, with each block's expected status."""
-    c, blocks, _ = public_chain(public_vectors)
-    tmp = tmp_path_factory.mktemp("chain")
-    lines = [json.dumps({"corpus": {"now": c["now"], "difficulty_target": c["difficulty_target"],
-                                    "anchor": c["anchor"]}})]
-    lines += [json.dumps(block_to_json(b)) for b in blocks]
-    (tmp / "chain.jsonl").write_text("\n".join(lines) + "\n")
-    import_jsonl(tmp / "chain.jsonl", tmp / "chain", shard_size=SHARD)
-    heights = [int(np.frombuffer(b.header, "<u8", 1, C.OFF_HEIGHT)[0]) for b in blocks]
-    return tmp / "chain", [b["expect"]["status"] for b in c["blocks"]], heights
-
-
-def shadow(tmp_path, corpus, *args, name="run"):
-    """``parity shadow`` in-process: (exit code, JSON report or None)."""
-    report = tmp_path / f"{name}.json"
-    code = main(["shadow", str(corpus), "--legacy", "kernels.legacy", "--quiet", "--run-dir",
-                 str(tmp_path / name), "--report", str(report), *args])
-    return code, (json.loads(report.read_text()) if report.exists() else None)
 
 
 def _children() -> set[tuple[int, str]]:

@@ -8,6 +8,7 @@ import struct
 import subprocess
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,7 +18,7 @@ from kernels import checks
 from kernels import constants as C
 from parity import strategies as ps
 from parity.functions import FUNCTIONS
-from tests.conftest import public_chain
+from tests.conftest import public_chain, shadow
 from tests.profiles import examples
 from tests.twin_client import (
     RUST_TWIN,
@@ -351,3 +352,33 @@ def test_overlap_gives_the_same_answers(twin):
             assert np.array_equal(overlap.request(op, *args)[0], twin.request(op, *args)[0])
         assert np.array_equal(overlap.request("header_hash", headers)[0],
                               legacy.hash_headers(headers))
+
+
+# --- through the harness: parity shadow --refactored exec:<the Rust twin> ----------------
+
+@pytest.mark.parametrize("mode", ["1", "2", "3"])
+def test_rust_twin_agrees_through_parity_shadow(chain, tmp_path, mode, capsys):
+    """Every public chain block, all four functions: no mismatch, no error, and in mode 3
+    the statuses the Rust twin serves are the vectors' expected ones."""
+    corpus, expected, _ = chain
+    code, report = shadow(tmp_path, corpus, "--mode", mode, "--refactored",
+                          f"exec:{_binary(RUST_TWIN)}", "--results", str(tmp_path / "r.parquet"))
+    assert code == 0 and report["mismatch_records_total"] == 0 and report["legacy_only"] == {}
+    compared = 0 if mode == "3" else len(expected)
+    assert set(report["functions"]) == set(FUNCTIONS)
+    for f in report["functions"].values():
+        assert (f["comparisons"], f["mismatches"], f["errors"]) == (compared, 0, 0)
+    assert report["mode"]["end"] == report["mode"]["start"]
+    assert pq.read_table(tmp_path / "r.parquet").column("status").to_pylist() == expected
+
+
+def test_rust_planted_bug_found_through_parity_shadow_at_exactly_its_blocks(chain, tmp_path,
+                                                                             capsys):
+    corpus, _, heights = chain
+    planted = [b for b, h in enumerate(heights) if h % PLANTED_EVERY == 0]
+    assert planted  # the public chain crosses heights divisible by 50
+    code, report = shadow(tmp_path, corpus, "--mode", "2", "--refactored",
+                          f"exec:{_binary(RUST_TWIN_PLANTED)}")
+    assert code == 1
+    assert report["mismatched_blocks"] == {"header_hash": planted}
+    assert report["mode"]["end"] == "shadow"  # mode 2 demoted at the first planted block
