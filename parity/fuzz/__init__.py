@@ -1,0 +1,10 @@
+"""Coverage-guided, structure-aware differential fuzzing of the twins (``parity fuzz``).
+
+- :mod:`~parity.fuzz.inputs`: the byte format of an input (a base block and operations)
+- :mod:`~parity.fuzz.decode`: an input -> a whole block in its chain context
+- :mod:`~parity.fuzz.mutate`: the custom mutator (SPEC boundaries) and the seed inputs
+- :mod:`~parity.fuzz.pool`: the base blocks, from seed corpora
+- :mod:`~parity.fuzz.worker`: the child process libFuzzer (atheris) drives
+- :mod:`~parity.fuzz.engine`: the parent: children under a budget, crashes, shrinking
+- :mod:`~parity.fuzz.save`: regression corpora, records and coverage corpora
+"""
