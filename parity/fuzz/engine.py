@@ -124,7 +124,6 @@ class Fuzzer:
                 if left_runs < 1:
                     break
                 flags.append(f"-runs={left_runs}")
-            before = set((self.dir / "artifacts").iterdir())
             log_path = self.dir / "worker.log"
             start = log_path.stat().st_size if log_path.exists() else 0
             t_child = time.monotonic()
@@ -136,9 +135,11 @@ class Fuzzer:
             self.busy += time.monotonic() - t_child
             self.children += 1
             self.execs += self._child_execs(log_path, start)
-            new = sorted(set((self.dir / "artifacts").iterdir()) - before)
+            new = sorted(p for p in (self.dir / "artifacts").iterdir()
+                         if not p.name.endswith(".reported"))
             for path in new:
                 self._crash(path, env)
+                self._retire(path)
             if rc == 0 and not new:
                 break
             if self.opts.max_findings and len(self._keys()) >= self.opts.max_findings:
@@ -151,7 +152,7 @@ class Fuzzer:
     def _keys(self) -> set[str]:
         path = self.dir / "findings.jsonl"
         lines = path.read_text().splitlines() if path.exists() else []
-        return {json.loads(x)["key"] for x in lines} | {c["artifact"] for c in self.crashes}
+        return {json.loads(x)["key"] for x in lines} | {c["key"] for c in self.crashes}
 
     def _child_execs(self, log_path: Path, start: int) -> int:
         """The executions of the child that wrote ``log_path`` from byte ``start`` on
@@ -163,6 +164,15 @@ class Fuzzer:
             if line.startswith("stat::number_of_executed_units:"):
                 return int(line.split(":")[-1])
         return int(self._stats()["execs"])
+
+    def _retire(self, path: Path) -> None:
+        """A reported input leaves the input corpus (a seed that crashes would end every
+        later child at once) and is kept as ``<artifact>.reported``."""
+        data = path.read_bytes()
+        for p in (self.dir / "inputs").iterdir():
+            if p.is_file() and p.stat().st_size == len(data) and p.read_bytes() == data:
+                p.unlink()
+        path.replace(path.with_name(path.name + ".reported"))
 
     def _crash(self, path: Path, env: dict) -> None:
         """Which side dies on the input, and in which function (each in a fresh process)."""
@@ -176,7 +186,11 @@ class Fuzzer:
             sides[side] = "ok" if p.returncode == 0 else (
                 f"{signal.Signals(-p.returncode).name} in {where}" if p.returncode < 0
                 else f"exit {p.returncode} in {where}")
-        self.crashes.append({"artifact": path.name, "kind": path.name.split("-")[0],
+        kind = path.name.split("-")[0]
+        key = f"{kind}:" + ";".join(f"{k} {v}" for k, v in sides.items())
+        if key in {c["key"] for c in self.crashes}:
+            return  # the same side dying the same way: reported once
+        self.crashes.append({"key": key, "artifact": path.name, "kind": kind,
                              "input": path.read_bytes().hex(), "sides": sides,
                              "execs": self.execs, "seconds": round(self.busy, 3)})
 
@@ -192,10 +206,12 @@ class Fuzzer:
         if twin != DEFAULT_REFACTORED:
             cmd += f" --refactored {os.path.abspath(twin) if os.path.isfile(twin) else twin}"
         record: Any = extra.pop("record", None)
+        reproduces: bool | None = None  # a crash is not re-run here: it would end this process
         if record is None:
             record = save.corpus_record(fn, corpus_dir, self.legacy, self.refactored, cmd)
+            reproduces = record is not None
         entry = {"case": case.name, "function": fn_name, "file": str(path),
-                 "corpus": str(corpus_dir), "reproduces": record is not None,
+                 "corpus": str(corpus_dir), "reproduces": reproduces,
                  "record": record.to_json() if record is not None else None, **extra}
         save.save_json(self.dir / "findings" / f"{case.name}.json", entry)
         return entry
