@@ -39,13 +39,36 @@ def _from_corpus(path: Path, limit: int) -> list[Case]:
     return out
 
 
+def _vectors_chain() -> list[Case]:
+    """The public vectors' chain (shipped gzipped with the pytest plugin), in context."""
+    import gzip
+    import json
+
+    path = Path(__file__).resolve().parent.parent / "pytest_plugin" / \
+        "coinjecture_v1_public.json.gz"  # read as data: the plugin itself needs pytest
+    if not path.is_file():
+        return []
+    c = json.loads(gzip.decompress(path.read_bytes()))["chain"]
+    a = c["anchor"]
+    parent: object = (a["height"], bytes.fromhex(a["hash"]), a["timestamp"]) if a else None
+    target = bytes.fromhex(c["difficulty_target"])
+    out = []
+    for b in c["blocks"][:PER_CORPUS]:
+        block = C.Block(bytes.fromhex(b["header"]), [bytes.fromhex(t) for t in b["txids"]],
+                        list(b["numbers"]), int(b["target"]), list(b["indices"]))
+        out.append(Case("validate", block, parent, (), int(c["now"]), target))  # type: ignore[arg-type]
+        parent = block.header
+    return out
+
+
 def _synthetic(now: int, target: bytes) -> list[Case]:
     """An empty block without a parent: the smallest base."""
     return [Case("validate", C.Block(bytes(C.HEADER_SIZE), [], [], 0, []), None, (), now, target)]
 
 
 def build_pool(corpora: list[str] | None) -> list[Case]:
-    """Base cases from ``corpora`` (default: the shipped sample and edge-case corpora)."""
+    """Base cases from ``corpora`` (default: the shipped sample and edge-case corpora and
+    the public vectors' chain)."""
     paths = [Path(p) for p in corpora] if corpora else \
         [PROJECT_ROOT / p for p in DEFAULT_SEEDS if (PROJECT_ROOT / p).is_dir()]
     if not paths:
@@ -54,6 +77,8 @@ def build_pool(corpora: list[str] | None) -> list[Case]:
     pool: list[Case] = []
     for p in paths:
         pool += _from_corpus(p, PER_CORPUS)
+    if not corpora:
+        pool += _vectors_chain()
     first = pool[0] if pool else None
     pool += _synthetic(first.now if first else 0, first.difficulty_target if first
                        else b"\xff" * 32)
