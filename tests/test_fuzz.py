@@ -175,3 +175,15 @@ def test_out_safety(tmp_path, capsys):
     cwd = os.getcwd()
     assert _call(["fuzz", "--runs", "5", "--out", cwd]) == 2
     assert "refusing" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_hanging_twin_is_a_timeout_finding(tmp_path, capsys):
+    code, summary = _fuzz(tmp_path, "--refactored", str(PLANTED / "hang.py"), "--runs", "3000",
+                          "--seed", "2", "--function", "commitment", "--timeout", "2",
+                          "--max-findings", "1", capsys=capsys)
+    assert code == 1
+    [hang] = summary["findings"]
+    assert hang["kind"] == "timeout"
+    assert hang["sides"] == {"legacy": "ok", "refactored": "timeout in commitment"}
+    assert load_case(hang["file"]).block.target == -1

@@ -18,7 +18,7 @@ def _fuzz(args: argparse.Namespace) -> int:
         out=args.out, functions=tuple(functions), legacy=args.legacy,
         refactored=args.refactored, seconds=args.seconds, runs=args.runs,
         corpora=tuple(args.corpus or ()), seed=args.seed, force=args.force, quiet=args.quiet,
-        max_findings=args.max_findings))
+        max_findings=args.max_findings, timeout=args.timeout))
     found = summary["findings"]
     print(json.dumps({k: summary[k] for k in ("out", "execs", "seconds", "children",
                                                "rules_never_set", "rules_never_clear")}
@@ -32,6 +32,7 @@ def _fuzz(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     from parity.cli.runs import TWIN_HELP
+    from parity.fuzz import DEFAULT_TIMEOUT
     f = add_parser(sub, "fuzz", help="fuzz the refactored twin against legacy (atheris, "
                                      "coverage-guided); exit 1 when they disagree")
     f.add_argument("--function", action="append", type=csv_list, metavar="F",
@@ -53,6 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--max-findings", type=int, default=0, metavar="N",
                    help="stop once N distinct disagreements were found (default 0: run out "
                         "the budget)")
+    f.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT, metavar="S",
+                   help=f"seconds one input may take in both twins before it is a finding "
+                        f"(default {DEFAULT_TIMEOUT})")
     f.add_argument("--force", action="store_true",
                    help="replace an earlier fuzz directory parity wrote (never anything else)")
     f.add_argument("--quiet", action="store_true", help="no progress lines on stderr")

@@ -8,3 +8,5 @@
 - :mod:`~parity.fuzz.engine`: the parent: children under a budget, crashes, shrinking
 - :mod:`~parity.fuzz.save`: regression corpora, records and coverage corpora
 """
+
+DEFAULT_TIMEOUT = 30  # seconds one input may take in both twins before it is a finding

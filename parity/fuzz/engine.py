@@ -10,6 +10,7 @@ record, and the inputs that reached new coverage are saved as corpora.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -23,7 +24,7 @@ from typing import Any
 from kernels import constants as C
 from parity.errors import ParityError
 from parity.functions import REGISTRY, resolve
-from parity.fuzz import save
+from parity.fuzz import DEFAULT_TIMEOUT, save
 from parity.fuzz.decode import decode
 from parity.fuzz.mutate import seeds
 from parity.fuzz.pool import build_pool, save_pool
@@ -35,7 +36,6 @@ from parity.twins import DEFAULT_LEGACY, DEFAULT_REFACTORED, load_twin
 
 OWNED = ("pool.pickle", "inputs", "artifacts", "findings.jsonl", "stats.json", "worker.log",
          "findings", "coverage", "summary.json")
-PER_INPUT_TIMEOUT = 30  # seconds one input may take in both twins before it is a finding
 
 
 @dataclass
@@ -51,6 +51,7 @@ class FuzzOptions:
     force: bool = False
     quiet: bool = False
     max_findings: int = 0  # stop after this many distinct disagreements (0: never)
+    timeout: int = DEFAULT_TIMEOUT
 
 
 def check_options(opts: FuzzOptions) -> Path:
@@ -59,6 +60,10 @@ def check_options(opts: FuzzOptions) -> Path:
         raise ParityError("give exactly one budget: --seconds N or --runs N")
     if opts.seconds is not None and not opts.seconds > 0:
         raise ParityError(f"--seconds {opts.seconds}: must be more than 0")
+    if importlib.util.find_spec("atheris") is None:
+        raise ParityError("parity fuzz needs atheris: pip install 'parity[fuzz]' (or atheris)")
+    if opts.timeout < 1:
+        raise ParityError(f"--timeout {opts.timeout}: must be at least 1 second")
     if opts.max_findings < 0:
         raise ParityError(f"--max-findings {opts.max_findings}: must be 0 or more")
     if opts.runs is not None and opts.runs < 1:
@@ -112,7 +117,7 @@ class Fuzzer:
             [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])}
         while True:
             flags = [f"-seed={self.opts.seed * 1000 + self.children + 1}",
-                     f"-timeout={PER_INPUT_TIMEOUT}", "-rss_limit_mb=4096",
+                     f"-timeout={self.opts.timeout}", "-rss_limit_mb=4096",
                      f"-artifact_prefix={self.dir / 'artifacts'}/", "-print_final_stats=1"]
             if self.opts.seconds is not None:
                 left = self.opts.seconds - (time.monotonic() - t0)
@@ -178,9 +183,14 @@ class Fuzzer:
         """Which side dies on the input, and in which function (each in a fresh process)."""
         sides = {}
         for side in ("legacy", "refactored"):
-            p = subprocess.run(self._worker("--probe", str(path), "--side", side),
-                               capture_output=True, text=True, env=env, check=False,
-                               timeout=PER_INPUT_TIMEOUT * 4)
+            try:
+                p = subprocess.run(self._worker("--probe", str(path), "--side", side),
+                                   capture_output=True, text=True, env=env, check=False,
+                                   timeout=self.opts.timeout + 20)  # + loading the twins
+            except subprocess.TimeoutExpired as exc:
+                out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else exc.stdout or ""
+                sides[side] = f"timeout in {(out.split() or ['?'])[-1]}"
+                continue
             done = p.stdout.split()
             where = done[-1] if done else None
             sides[side] = "ok" if p.returncode == 0 else (
