@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from typing import Any
 
 from blake3 import blake3
 
@@ -60,7 +61,7 @@ class _Work:
     numbers: list[int]
     target: int
     indices: list[int]
-    parent: object
+    parent: Any  # None, an anchor (height, hash, timestamp) or a 276-byte header
     replay: list[bytes]
     now: int
     pinned: set[str] = field(default_factory=set)
@@ -210,11 +211,11 @@ def _op_parent(w: _Work, sel: int, v: int) -> None:
     if sub == 1:
         height = (height + _i8(v)) & C.U64_MAX
     elif sub == 2:
-        pts = max(C.I64_MIN, min(C.I64_MAX, int(w.get("timestamp")) + _i8(v)))  # type: ignore[arg-type]
+        pts = max(C.I64_MIN, min(C.I64_MAX, int(w.get("timestamp")) + _i8(v)))
     elif sub == 3:
         phash = bytes(32) if v & 1 else _h32(b"parent", v)
     else:
-        height = (C.U64_MAX, 0, int(w.get("height")) - 1)[v % 3] & C.U64_MAX  # type: ignore[arg-type]
+        height = (C.U64_MAX, 0, int(w.get("height")) - 1)[v % 3] & C.U64_MAX
     if isinstance(w.parent, bytes) and sub != 3:
         raw = bytearray(w.parent)
         raw[C.OFF_HEIGHT:C.OFF_HEIGHT + 8] = height.to_bytes(8, "little")
@@ -289,7 +290,7 @@ def decode(pool: list[Case], data: bytes) -> Case:
     elif mode == I.PARENT_ANCHOR:
         w.parent = _parent_triple(w.parent)
     elif mode == I.PARENT_HEADER and not isinstance(w.parent, bytes) and w.parent is not None:
-        h, _hash, ts = w.parent  # type: ignore[misc]
+        h, _hash, ts = w.parent
         raw = bytearray(C.HEADER_SIZE)
         raw[C.OFF_HEIGHT:C.OFF_HEIGHT + 8] = int(h).to_bytes(8, "little")
         raw[C.OFF_TIMESTAMP:C.OFF_TIMESTAMP + 8] = struct.pack("<q", ts)
@@ -301,4 +302,4 @@ def decode(pool: list[Case], data: bytes) -> Case:
     if w.replay_self:
         w.replay.append(bytes(w.header[C.OFF_COMMITMENT_HASH:C.OFF_COMMITMENT_HASH + 32]))
     block = C.Block(bytes(w.header), w.txids, w.numbers, w.target, w.indices)
-    return Case("validate", block, w.parent, tuple(w.replay), w.now, tgt)  # type: ignore[arg-type]
+    return Case("validate", block, w.parent, tuple(w.replay), w.now, tgt)
