@@ -6,6 +6,7 @@
 - :mod:`~parity.fuzz.pool`: the base blocks, from seed corpora
 - :mod:`~parity.fuzz.worker`: the child process libFuzzer (atheris) drives
 - :mod:`~parity.fuzz.engine`: the parent: children under a budget, crashes, shrinking
+- :mod:`~parity.fuzz.crashes`: shrinking a crash, each candidate in a fresh process
 - :mod:`~parity.fuzz.save`: regression corpora, records and coverage corpora
 """
 

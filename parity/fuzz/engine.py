@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from kernels import constants as C
 from parity.errors import ParityError
 from parity.functions import REGISTRY, resolve
 from parity.fuzz import DEFAULT_TIMEOUT, save
+from parity.fuzz.crashes import CrashShrinker, probe_case, side_status
 from parity.fuzz.decode import decode
 from parity.fuzz.mutate import seeds
 from parity.fuzz.pool import build_pool, save_pool
@@ -100,6 +100,11 @@ class Fuzzer:
         if not self.opts.quiet:
             print(f"parity fuzz: {text}", file=sys.stderr, flush=True)
 
+    def _pythonpath(self) -> str:
+        """This parity first on the children's path."""
+        return os.pathsep.join([str(Path(__file__).resolve().parents[2]),
+                                os.environ.get("PYTHONPATH", "")])
+
     def _stats(self) -> dict:
         path = self.dir / "stats.json"
         return json.loads(path.read_text()) if path.exists() else \
@@ -113,8 +118,7 @@ class Fuzzer:
 
     def run_children(self) -> None:
         t0 = time.monotonic()
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])}
+        env = {**os.environ, "PYTHONPATH": self._pythonpath()}
         while True:
             flags = [f"-seed={self.opts.seed * 1000 + self.children + 1}",
                      f"-timeout={self.opts.timeout}", "-rss_limit_mb=4096",
@@ -191,11 +195,7 @@ class Fuzzer:
                 out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else exc.stdout or ""
                 sides[side] = f"timeout in {(out.split() or ['?'])[-1]}"
                 continue
-            done = p.stdout.split()
-            where = done[-1] if done else None
-            sides[side] = "ok" if p.returncode == 0 else (
-                f"{signal.Signals(-p.returncode).name} in {where}" if p.returncode < 0
-                else f"exit {p.returncode} in {where}")
+            sides[side] = side_status(p.returncode, p.stdout)
         kind = path.name.split("-")[0]
         key = f"{kind}:" + ";".join(f"{k} {v}" for k, v in sides.items())
         if key in {c["key"] for c in self.crashes}:
@@ -249,11 +249,25 @@ class Fuzzer:
             fn = where.split(" in ")[-1] if " in " in where else self.functions[0].name
             fn = fn if fn in REGISTRY else self.functions[0].name
             case = replace(case, function=fn, name=f"{c['kind']}-{c['artifact'][-8:]}")
+            if dead and c["kind"] == "crash":  # a timeout would cost its timeout per probe
+                case = self._shrink_crash(case, dead[0], c["sides"][dead[0]])
             record = ShardFailure(fn, 0, 1, "", 0, c["kind"],
                                   detail=f"legacy: {c['sides']['legacy']}; refactored: "
                                          f"{c['sides']['refactored']}")
             out.append(self._save_case(case, fn, {**c, "record": record}))
         return out
+
+    def _shrink_crash(self, case: Case, side: str, how: str) -> Case:
+        env = {**os.environ, "PYTHONPATH": self._pythonpath()}
+        worker = self._worker(f"--functions={case.function}")
+        shrinker = CrashShrinker(case.function, self.legacy, self.refactored,
+                                 probe_case(worker, env, side, self.opts.timeout + 20), how)
+        try:
+            result = shrinker.shrink(case)
+        except ParityError:  # the case alone does not crash (the input was not the cause)
+            return case
+        self._say(f"{how}: shrunk to {result.case.name} ({result.tests} probes)")
+        return result.case
 
     def coverage(self) -> list[dict]:
         cases = [decode(self.pool, p.read_bytes())

@@ -7,7 +7,7 @@ seen set and clear and the executions are written to ``D/stats.json`` every seco
 deadly signal or a timeout in either twin ends this process: libFuzzer leaves the input
 in ``D/artifacts/`` and the parent reports it and starts a new child. ``--probe FILE
 --side S`` runs one side on one saved input (the parent uses it to say which side
-crashed).
+crashed), ``--probe-case FILE`` on a case file (to shrink a crash).
 """
 from __future__ import annotations
 
@@ -135,6 +135,7 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--refactored", default="kernels.jit")
     p.add_argument("--functions", default="validate,header_hash,merkle_root,commitment")
     p.add_argument("--probe", type=Path, help="run one saved input through --side and exit")
+    p.add_argument("--probe-case", type=Path, help="run one case file through --side and exit")
     p.add_argument("--side", choices=("legacy", "refactored"), default="refactored")
     p.add_argument("--max-findings", type=int, default=0)
     p.add_argument("--offset", default="0,0",
@@ -144,17 +145,18 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 def main(argv: list[str]) -> int:
     args, libfuzzer = _parse(argv[1:])
-    if args.probe is None:
+    probing = args.probe is not None or args.probe_case is not None
+    if not probing:
         _instrument(args.legacy)
     from parity.functions import resolve
     from parity.fuzz.pool import POOL_FILE, load_pool
     functions = list(resolve(args.functions.split(",")))
     pool = load_pool(args.dir / POOL_FILE)
     legacy, refactored = _twins(args, functions)
-    if args.probe is not None:  # one input through one side (a crash shows as a signal)
+    if probing:  # one input through one side (a crash shows as a signal)
         from parity.fuzz.decode import decode
-        from parity.shrink.case import outcome
-        case = decode(pool, args.probe.read_bytes())
+        from parity.shrink.case import load_case, outcome
+        case = decode(pool, args.probe.read_bytes()) if args.probe else load_case(args.probe_case)
         twin = legacy if args.side == "legacy" else refactored
         for fn in functions:
             print(fn.name, flush=True)
