@@ -34,6 +34,8 @@ from parity.shrink import Shrinker, write_case
 from parity.shrink.case import Case
 from parity.twins import DEFAULT_LEGACY, DEFAULT_REFACTORED, load_twin
 
+#: libFuzzer artifacts that are findings (``slow-unit-*`` only notes an input over 10 s)
+FINDING_ARTIFACTS = ("crash-", "timeout-", "oom-", "leak-")
 OWNED = ("pool.pickle", "inputs", "artifacts", "findings.jsonl", "stats.json", "worker.log",
          "findings", "coverage", "summary.json")
 
@@ -145,7 +147,7 @@ class Fuzzer:
             self.children += 1
             self.execs += self._child_execs(log_path, start)
             new = sorted(p for p in (self.dir / "artifacts").iterdir()
-                         if not p.name.endswith(".reported"))
+                         if p.name.startswith(FINDING_ARTIFACTS))
             for path in new:
                 self._crash(path, env)
                 self._retire(path)
