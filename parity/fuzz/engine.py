@@ -147,7 +147,8 @@ class Fuzzer:
             self.children += 1
             self.execs += self._child_execs(log_path, start)
             new = sorted(p for p in (self.dir / "artifacts").iterdir()
-                         if p.name.startswith(FINDING_ARTIFACTS))
+                         if p.name.startswith(FINDING_ARTIFACTS)
+                         and not p.name.endswith(".reported"))
             for path in new:
                 self._crash(path, env)
                 self._retire(path)
