@@ -8,7 +8,7 @@ RUST_CRATES := librust-blake3-dev librust-bincode-dev librust-serde-dev librust-
 CARGO_BUILD := cargo build --release --offline --locked --quiet
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-deps rust-twin lint test fuzz demo bench bench-ci clean
+.PHONY: help setup system-deps rust-twin lint test fuzz fuzz-smoke fuzz-props demo bench bench-ci clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -16,7 +16,7 @@ help: ## list the targets
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,bench,dask]'
+	$(PY) -m pip install --quiet -e '.[dev,bench,dask,fuzz]'
 	touch $(STAMP)
 
 setup: $(STAMP) system-deps ## create the venv and install Python and Debian dependencies
@@ -58,7 +58,14 @@ test: setup lint rust-twin ## lint, build the Rust twin, then run the whole test
 
 FUZZ_TESTS := tests/test_twins_differential.py tests/test_blake3_jit.py tests/test_commitments.py \
 	tests/test_parent_header.py
-fuzz: setup ## property tests with random inputs and 10x the examples (HYPOTHESIS_SCALE=N for more)
+FUZZ_SECONDS ?= 300
+fuzz: setup ## parity fuzz: the shipped twins, coverage-guided, FUZZ_SECONDS (300) into out/fuzz
+	$(PY) -m parity fuzz --seconds $(FUZZ_SECONDS) --out out/fuzz --force
+
+fuzz-smoke: setup ## CI: a 60-second parity fuzz run that must find nothing
+	$(PY) -m parity fuzz --seconds 60 --out out/fuzz-smoke --force --quiet
+
+fuzz-props: setup ## property tests with random inputs and 10x the examples (HYPOTHESIS_SCALE=N for more)
 	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q -p no:cacheprovider $(FUZZ_TESTS) \
 	  --hypothesis-show-statistics
 

@@ -9,7 +9,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from parity.cli import corpus, live, report, runs, serving, shrink
+from parity.cli import corpus, fuzz, live, report, runs, serving, shrink
 from parity.errors import ParityError, StateError
 
 
@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      description=__doc__.split("\n")[0].replace("``", ""))
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND",
                                 help="parity COMMAND --help describes each one")
-    for family in (corpus, runs, shrink, report, serving, live):
+    for family in (corpus, runs, shrink, fuzz, report, serving, live):
         family.register(sub)
     return parser
 
