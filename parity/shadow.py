@@ -20,12 +20,14 @@ from typing import Any
 import numpy as np
 
 from parity.corpus import Corpus, open_corpus
+from parity.corpus.shard import Shard
 from parity.errors import ParityError
 from parity.functions import FUNCTIONS, BatchFunction, resolve
 from parity.metrics import Metrics
 from parity.modes import Mode
 from parity.progress import Progress
 from parity.records import from_json
+from parity.recurring import RecurringIndex, commitments, fresh_replay, scan
 from parity.runlog import RunDir, results_output
 from parity.runview import write_summary
 from parity.step import ShardContext, Side, process_shard, warm_up
@@ -123,6 +125,7 @@ class ShadowRun:
         if opts.results:
             results_output(opts.results).check(opts.force)
         self.summary = self.new_summary()
+        self.recurring: RecurringIndex | None = None  # set by index(), when validating
 
     @property
     def blocks_done(self) -> int:
@@ -147,16 +150,36 @@ class ShadowRun:
             if runs:
                 side.start(self.m.anchor)
 
+    def index(self, groups: list) -> None:
+        """Pass 1 (parity.recurring): when a function keeps chain state, find which
+        commitments recur, so each shard's replay state starts with only those."""
+        self.recurring = RecurringIndex(scan(self.corpus, groups)) \
+            if any(f.chain_state for f in self.functions) else None
+
+    def start_shard(self, shard: Shard) -> None:
+        """Each started side gets a fresh replay state holding the earlier commitments
+        that recur in ``shard`` (exact: the whole corpus before it is accounted for)."""
+        if self.recurring is None:
+            return
+        prime = self.recurring.prime(commitments(shard.headers))
+        for side in (self.legacy, self.refactored):
+            fresh_replay(side, prime)
+
     def prime(self, until_block: int, groups: list | None = None) -> None:
-        """Bring the started sides to the state just before ``until_block``: replay states
-        hold every earlier commitment, parents are the previous block's header."""
-        for g in groups or self.corpus.row_groups():
+        """Bring the started sides to the state just before ``until_block``: the recurring
+        index has walked every earlier block, parents are the previous block's header
+        (the replay states themselves are made by :meth:`start_shard`)."""
+        groups = groups or self.corpus.row_groups()
+        self.index(groups)
+        for g in groups:
             if g.start >= until_block:
                 break
             headers = self.corpus.read_headers(g)[:until_block - g.start]
+            if self.recurring is not None:
+                self.recurring.record(commitments(headers))
             for side in (self.legacy, self.refactored):
-                if side.replay is not None:
-                    side.remember(headers)
+                if side.replay is not None and len(headers):
+                    side.parent = headers[-1].tobytes()
 
     def identity(self) -> dict:
         o = self.opts
@@ -183,6 +206,7 @@ class ShadowRun:
             first, log_bytes = checkpoint["next_shard"], checkpoint["log_bytes"]
             self.prime(groups[first].start if first < len(groups) else self.m.blocks, groups)
         else:
+            self.index(groups)
             self._checkpoint(0, 0, identity)
         self.metrics.set_mode(self.summary.mode)
         with Progress(self.m.blocks, "shadow", quiet=self.opts.quiet) as bar:
@@ -190,6 +214,7 @@ class ShadowRun:
             for index in range(first, len(groups)):
                 g = groups[index]
                 shard = self.corpus.read_shard(g)
+                self.start_shard(shard)
                 ctx = self.context(self.summary.mode)
                 ctx.sampled = sampled(self.opts, index)
                 ctx.max_records = self.opts.max_records - self.summary.records_logged
@@ -231,6 +256,7 @@ class ShadowRun:
         self.prime(block, groups)
         g = next(g for g in groups if g.start <= block < g.start + g.rows)
         shard = self.corpus.read_shard(g).slice(block - g.start, block - g.start + 1)
+        self.start_shard(shard)
         ctx = self.context(Mode.SHADOW)
         outputs: dict = {}
         records: list[dict] = []
