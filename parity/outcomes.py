@@ -58,6 +58,7 @@ def same_outcome(a: Outcome, b: Outcome, comparator: Comparator) -> bool:
 
 
 _MUTABLE = (np.ndarray, bytearray, list, dict, set)
+_COPIED = (*_MUTABLE, tuple)
 
 
 def _private(value: Any) -> Any:
@@ -72,8 +73,10 @@ def _private(value: Any) -> Any:
 
 
 def has_mutable(args: tuple, kwargs: dict) -> bool:
-    return any(isinstance(a, (*_MUTABLE, tuple)) for a in args) or \
-        any(isinstance(v, (*_MUTABLE, tuple)) for v in kwargs.values())
+    for a in args:
+        if isinstance(a, _COPIED):
+            return True
+    return bool(kwargs) and any(isinstance(v, _COPIED) for v in kwargs.values())
 
 
 @dataclass

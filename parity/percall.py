@@ -13,7 +13,9 @@ The hot path is lean: in modes 0 and 3 a call is the implementation's call plus 
 counter steps; counts are exact and lock-free (``itertools.count`` steps atomically
 under the GIL) and reach the Prometheus series when metrics are collected and the
 promotion window at most once a second and at exit. One call in
-:data:`TIMING_SAMPLE` is timed for the duration histograms.
+:data:`TIMING_SAMPLE` is timed for the duration histograms. In modes 1 and 2 an untimed
+call whose arguments hold nothing mutable and whose sides return the same plain value
+(bytes, str, int, bool, None) is settled at once; anything else takes the full path.
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ from typing import Any
 from prometheus_client import ProcessCollector
 
 from parity import policy
-from parity.compare import Comparator, describe, values_equal
+from parity.compare import PLAIN, Comparator, describe, values_equal
 from parity.errors import StateError
 from parity.metrics import Metrics
 from parity.modes import Mode
@@ -197,6 +199,9 @@ class Experiment:
                         Mode.REFACTORED_ONLY: (self.tally.served[(Mode.REFACTORED_ONLY,
                                                                   "refactored")],
                                                refactored, "refactored")}
+        #: the side served when both ran and matched (policy.decide, looked up once)
+        self._on_match = {m: policy.decide(m, True, True, False).served for m in Mode}
+        self._plain = comparator is values_equal  # bit-equal plain values match at once
         controller.metrics.add_function(name)
         controller._experiments[id(self)] = self
 
@@ -231,9 +236,19 @@ class Experiment:
             ra = la = args
             rk = lk = kwargs
         legacy: Outcome | None = None
-        if plan.compares and c.rng.random() < 0.5:  # random order: no systematic cache bias
+        if plan.compares and not mutable and not timed and self._plain:
+            legacy, refactored = self._pair(args, kwargs)
+            lv, rv = legacy.value, refactored.value
+            if legacy.error is None and refactored.error is None and type(lv) is type(rv) \
+                    and type(lv) in PLAIN and lv == rv:  # the common case, settled here
+                next(t.compared)
+                next(t.served[(mode, self._on_match[mode])])
+                return lv if mode is Mode.SHADOW else rv
+        elif plan.compares and c.rng.random() < 0.5:  # random order: no cache bias
             legacy = run(self.legacy, la, lk, timed)
-        refactored = run(self.refactored, ra, rk, timed)
+            refactored = run(self.refactored, ra, rk, timed)
+        else:
+            refactored = run(self.refactored, ra, rk, timed)
         if plan.legacy and legacy is None:
             legacy = run(self.legacy, la, lk, timed)
         if policy.fallback(mode, refactored.error is not None, legacy is not None):
@@ -268,6 +283,24 @@ class Experiment:
         served = legacy if decision.served == "legacy" else refactored
         assert served is not None
         return served.unwrap()
+
+    def _pair(self, args: tuple, kwargs: dict) -> tuple[Outcome, Outcome]:
+        """Both sides, untimed, in random order (no systematic cache bias)."""
+        first, second = (self.legacy, self.refactored) if self.controller.rng.random() < 0.5 \
+            else (self.refactored, self.legacy)
+        try:
+            a = Outcome(first(*args, **kwargs))
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            a = Outcome(error=exc)
+        try:
+            b = Outcome(second(*args, **kwargs))
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            b = Outcome(error=exc)
+        return (a, b) if first is self.legacy else (b, a)
 
     def _safely(self, fn: Callable, default: Any = None) -> Any:
         """Harness work: its failures are logged and counted, never raised to the caller."""
