@@ -227,6 +227,7 @@ class ShadowRun:
                 log_bytes = self.run.append_records([r.to_json() for r in out.records])
                 self.run.write_part(index, out.results)
                 self._checkpoint(index + 1, log_bytes, identity)
+                del shard, out  # one shard in memory at a time: not two while reading
                 bar.advance(g.rows)
                 if on_shard is not None:
                     on_shard(self)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -97,7 +97,7 @@ def _status(block: Block, now: int, difficulty_target: bytes, parent: Parent | N
     return status
 
 
-def validate_chain(blocks: Sequence[Block], now: int, difficulty_target: bytes,
+def validate_chain(blocks: Iterable[Block], now: int, difficulty_target: bytes,
                    parent: bytes | np.ndarray | Parent | None = None,
                    seen: set[bytes] | None = None) -> list[int]:
     """Bitmasks of consecutive blocks; each block is the parent of the next, and the
@@ -127,8 +127,8 @@ def validate_blocks(headers: np.ndarray, ids: np.ndarray, id_offsets: np.ndarray
     txids = checks.unpack(ids, id_offsets)
     nums = checks.unpack(numbers, num_offsets)
     idxs = checks.unpack(indices, idx_offsets)
-    blocks = [Block(headers[i].tobytes(), txids[i], nums[i], int(targets[i]), idxs[i])
-              for i in range(headers.shape[0])]
+    blocks = (Block(headers[i].tobytes(), txids[i], nums[i], int(targets[i]), idxs[i])
+              for i in range(headers.shape[0]))  # made one at a time, as validated
     status = validate_chain(blocks, int(now), difficulty_target, parent, replay)
     return np.array(status, dtype=np.uint32)
 
