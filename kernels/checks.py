@@ -161,12 +161,13 @@ class Unpacked(Sequence):
 
     def __init__(self, values: np.ndarray, offs: np.ndarray) -> None:
         self.values, self.bounds = values, offs.tolist()
-        self._lo, self._rows = 0, []  # type: tuple[int, list[list]]
+        self._lo: int = 0
+        self._rows: list[list] = []
 
     def __len__(self) -> int:
         return len(self.bounds) - 1
 
-    def __getitem__(self, b):  # type: ignore[override]
+    def __getitem__(self, b):
         if b < 0:
             b += len(self)
         if not 0 <= b < len(self):

@@ -42,6 +42,7 @@ from parity.state import ModeState, default_state_path
 
 log = logging.getLogger("parity")
 _monotonic = time.monotonic
+_SHADOW = Mode.SHADOW  # a module global: an enum member lookup is slow on the hot path
 TIMING_SAMPLE = 64  #: one call in this many is timed (the histograms); counts are exact
 SIDES = ("legacy", "refactored")
 
@@ -199,8 +200,14 @@ class Experiment:
                         Mode.REFACTORED_ONLY: (self.tally.served[(Mode.REFACTORED_ONLY,
                                                                   "refactored")],
                                                refactored, "refactored")}
-        #: the side served when both ran and matched (policy.decide, looked up once)
-        self._on_match = {m: policy.decide(m, True, True, False).served for m in Mode}
+        #: looked up once, off the hot path: each (mode, sampled) plan, and the served
+        #: counter and side when both sides ran and matched (policy.decide)
+        self._plans = {(m, s): policy.plan(m, s) for m in Mode for s in (False, True)}
+        self._both = frozenset(p for p in self._plans.values() if p.compares)
+        self._on_match: dict[Mode, tuple[itertools.count, bool]] = {}
+        for m in Mode:
+            side = policy.decide(m, True, True, False).served
+            self._on_match[m] = (self.tally.served[(m, side)], side == "legacy")
         self._plain = comparator is values_equal  # bit-equal plain values match at once
         controller.metrics.add_function(name)
         controller._experiments[id(self)] = self
@@ -225,8 +232,11 @@ class Experiment:
         """Modes 1 and 2: both sides on private copies, compared, policy-served."""
         c, t = self.controller, self.tally
         sample = c.sample if self.sample is None else self.sample
-        plan = policy.plan(mode, sampled=mode is Mode.SHADOW or c.rng.random() < sample)
+        plan = self._plans[(mode, mode is _SHADOW or c.rng.random() < sample)]
         timed = not next(t.calls) % TIMING_SAMPLE
+        if not timed and self._plain and not kwargs and len(args) == 1 \
+                and type(args[0]) in PLAIN and plan in self._both:  # one plain argument
+            return self._pair(mode, args)
         mutable = has_mutable(args, kwargs)
         if mutable:
             original = Call(args, kwargs)
@@ -236,15 +246,7 @@ class Experiment:
             ra = la = args
             rk = lk = kwargs
         legacy: Outcome | None = None
-        if plan.compares and not mutable and not timed and self._plain:
-            legacy, refactored = self._pair(args, kwargs)
-            lv, rv = legacy.value, refactored.value
-            if legacy.error is None and refactored.error is None and type(lv) is type(rv) \
-                    and type(lv) in PLAIN and lv == rv:  # the common case, settled here
-                next(t.compared)
-                next(t.served[(mode, self._on_match[mode])])
-                return lv if mode is Mode.SHADOW else rv
-        elif plan.compares and c.rng.random() < 0.5:  # random order: no cache bias
+        if plan.compares and c.rng.random() < 0.5:  # random order: no cache bias
             legacy = run(self.legacy, la, lk, timed)
             refactored = run(self.refactored, ra, rk, timed)
         else:
@@ -253,10 +255,18 @@ class Experiment:
             legacy = run(self.legacy, la, lk, timed)
         if policy.fallback(mode, refactored.error is not None, legacy is not None):
             legacy = run(self.legacy, la, lk, timed)
+        return self._settle(mode, args, kwargs, legacy, refactored, timed,
+                            (original, rcall) if mutable else None)
+
+    def _settle(self, mode: Mode, args: tuple, kwargs: dict, legacy: Outcome | None,
+                refactored: Outcome, timed: bool,
+                copied: tuple[Call, Call] | None = None) -> Any:
+        """Compare (when both ran), count, demote if mode 2 must, serve."""
+        c, t = self.controller, self.tally
         matched, why = True, None
         if legacy is not None:
             next(t.compared)
-            changed = self._safely(lambda: mutated(original, rcall), None) if mutable else None
+            changed = self._safely(lambda: mutated(*copied), None) if copied else None
             if changed:
                 matched, why = False, f"refactored {self.name} mutated its {changed}"
             else:
@@ -284,23 +294,34 @@ class Experiment:
         assert served is not None
         return served.unwrap()
 
-    def _pair(self, args: tuple, kwargs: dict) -> tuple[Outcome, Outcome]:
-        """Both sides, untimed, in random order (no systematic cache bias)."""
-        first, second = (self.legacy, self.refactored) if self.controller.rng.random() < 0.5 \
+    def _pair(self, mode: Mode, args: tuple) -> Any:
+        """Modes 1 and 2, untimed, immutable arguments: both sides in random order (no
+        systematic cache bias); equal plain values are settled here, the rest by
+        :meth:`_settle`."""
+        legacy_first = self.controller.rng.random() < 0.5
+        first, second = (self.legacy, self.refactored) if legacy_first \
             else (self.refactored, self.legacy)
+        ea = eb = a = b = None
         try:
-            a = Outcome(first(*args, **kwargs))
+            a = first(*args)
         except KeyboardInterrupt:
             raise
         except BaseException as exc:
-            a = Outcome(error=exc)
+            ea = exc
         try:
-            b = Outcome(second(*args, **kwargs))
+            b = second(*args)
         except KeyboardInterrupt:
             raise
         except BaseException as exc:
-            b = Outcome(error=exc)
-        return (a, b) if first is self.legacy else (b, a)
+            eb = exc
+        if ea is None and eb is None and type(a) is type(b) and type(a) in PLAIN and a == b:
+            counter, serve_legacy = self._on_match[mode]
+            next(self.tally.compared)
+            next(counter)
+            return a if serve_legacy is legacy_first else b
+        x, y = Outcome(a, ea), Outcome(b, eb)
+        legacy, refactored = (x, y) if legacy_first else (y, x)
+        return self._settle(mode, args, {}, legacy, refactored, False)
 
     def _safely(self, fn: Callable, default: Any = None) -> Any:
         """Harness work: its failures are logged and counted, never raised to the caller."""
