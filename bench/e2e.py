@@ -83,11 +83,12 @@ def mode3_end_to_end(blocks: int = 1_000_000, repeat: int = 3) -> dict:
             "ratio_target": MODE3_RATIO_TARGET, "blocks_per_s_target": MODE3_BLOCKS_PER_S_TARGET}
 
 
-def per_call_overhead(calls: int = 2_000, blocks: int = 5, repeat: int = 15) -> dict:
+def per_call_overhead(calls: int = 200, blocks: int = 25, repeat: int = 15) -> dict:
     """Per call of one header through ``parity.experiment`` in each mode, minus the raw
     calls that mode makes, in microseconds. Each round times every mode and the raw
-    calls back to back, each the best of ``blocks`` loops of ``calls`` calls (a busy
-    neighbour only ever adds time); the figure is the median over ``repeat`` rounds."""
+    calls back to back, each the best of ``blocks`` short loops of ``calls`` calls
+    (about a millisecond: most fit between two preemptions by a busy neighbour, which
+    only ever adds time); the figure is the median over ``repeat`` rounds."""
     from parity import experiment
     from parity.modes import Mode
     from parity.percall import Controller
