@@ -8,7 +8,7 @@ argument's name. Nothing here computes a consensus rule.
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -173,13 +173,19 @@ class Unpacked(Sequence):
         if not 0 <= b < len(self):
             raise IndexError(b)
         if not self._lo <= b < self._lo + len(self._rows):
-            lo, hi = b, min(b + self.CHUNK, len(self))
-            first = self.bounds[lo]
-            part = self.values[first:self.bounds[hi]]
-            flat = part.tolist() if part.ndim == 1 else [row.tobytes() for row in part]
-            self._lo, self._rows = lo, [flat[self.bounds[i] - first:self.bounds[i + 1] - first]
-                                        for i in range(lo, hi)]
+            self._lo, self._rows = b, self._chunk(b)
         return self._rows[b - self._lo]
+
+    def _chunk(self, lo: int) -> list[list]:
+        hi = min(lo + self.CHUNK, len(self))
+        first = self.bounds[lo]
+        part = self.values[first:self.bounds[hi]]
+        flat = part.tolist() if part.ndim == 1 else [row.tobytes() for row in part]
+        return [flat[self.bounds[i] - first:self.bounds[i + 1] - first] for i in range(lo, hi)]
+
+    def __iter__(self) -> Iterator[list]:
+        for lo in range(0, len(self), self.CHUNK):
+            yield from self._chunk(lo)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Sequence) and list(self) == list(other)
