@@ -200,14 +200,6 @@ class Experiment:
                         Mode.REFACTORED_ONLY: (self.tally.served[(Mode.REFACTORED_ONLY,
                                                                   "refactored")],
                                                refactored, "refactored")}
-        #: looked up once, off the hot path: each (mode, sampled) plan, and the served
-        #: counter and side when both sides ran and matched (policy.decide)
-        self._plans = {(m, s): policy.plan(m, s) for m in Mode for s in (False, True)}
-        self._both = frozenset(p for p in self._plans.values() if p.compares)
-        self._on_match: dict[Mode, tuple[itertools.count, bool]] = {}
-        for m in Mode:
-            side = policy.decide(m, True, True, False).served
-            self._on_match[m] = (self.tally.served[(m, side)], side == "legacy")
         self._plain = comparator is values_equal  # bit-equal plain values match at once
         controller.metrics.add_function(name)
         controller._experiments[id(self)] = self
@@ -232,10 +224,10 @@ class Experiment:
         """Modes 1 and 2: both sides on private copies, compared, policy-served."""
         c, t = self.controller, self.tally
         sample = c.sample if self.sample is None else self.sample
-        plan = self._plans[(mode, mode is _SHADOW or c.rng.random() < sample)]
+        plan = policy.plan(mode, mode is _SHADOW or c.rng.random() < sample)
         timed = not next(t.calls) % TIMING_SAMPLE
         if not timed and self._plain and not kwargs and len(args) == 1 \
-                and type(args[0]) in PLAIN and plan in self._both:  # one plain argument
+                and type(args[0]) in PLAIN and plan.legacy and plan.refactored:
             return self._pair(mode, args)
         mutable = has_mutable(args, kwargs)
         if mutable:
@@ -315,10 +307,10 @@ class Experiment:
         except BaseException as exc:
             eb = exc
         if ea is None and eb is None and type(a) is type(b) and type(a) in PLAIN and a == b:
-            counter, serve_legacy = self._on_match[mode]
+            served = policy.decide(mode, True, True, False).served
             next(self.tally.compared)
-            next(counter)
-            return a if serve_legacy is legacy_first else b
+            next(self.tally.served[(mode, served)])
+            return a if (served == "legacy") is legacy_first else b
         x, y = Outcome(a, ea), Outcome(b, eb)
         legacy, refactored = (x, y) if legacy_first else (y, x)
         return self._settle(mode, args, {}, legacy, refactored, False)

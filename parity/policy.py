@@ -26,11 +26,16 @@ class Plan:
         return self.legacy and self.refactored
 
 
+# the modes as module constants: an enum member looked up on its class is slow, and
+# plan() and decide() are on the per-call hot path
+_LEGACY_ONLY, _SHADOW = Mode.LEGACY_ONLY, Mode.SHADOW
+_PRIMARY, _REFACTORED_ONLY = Mode.REFACTORED_PRIMARY, Mode.REFACTORED_ONLY
+
+
 def plan(mode: Mode, sampled: bool = True) -> Plan:
     """Mode 2 runs legacy on the sampled part only (``sampled``); see :func:`fallback`."""
-    return _PLANS[(mode in (Mode.LEGACY_ONLY, Mode.SHADOW)
-                   or (mode == Mode.REFACTORED_PRIMARY and sampled),
-                   mode != Mode.LEGACY_ONLY)]
+    return _PLANS[(mode == _LEGACY_ONLY or mode == _SHADOW or (mode == _PRIMARY and sampled),
+                   mode != _LEGACY_ONLY)]
 
 
 def fallback(mode: Mode, refactored_failed: bool, legacy_ran: bool) -> bool:
@@ -51,9 +56,9 @@ def decide(mode: Mode, compared: bool, matched: bool, refactored_failed: bool) -
     a match (SPEC section 5), so ``refactored_failed`` with ``matched`` serves that
     exception without demotion. In mode 3 a refactored exception is served as it is:
     there is nothing to fall back on."""
-    if mode in (Mode.LEGACY_ONLY, Mode.SHADOW):
+    if mode == _LEGACY_ONLY or mode == _SHADOW:
         return _DECISIONS[("legacy", False)]
-    if mode == Mode.REFACTORED_ONLY:
+    if mode == _REFACTORED_ONLY:
         return _DECISIONS[("refactored", False)]
     differs = (compared and not matched) or (refactored_failed and not compared)
     return _DECISIONS[("legacy", True) if differs else ("refactored", False)]
