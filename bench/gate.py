@@ -8,7 +8,14 @@ a 2x regression fails while the machine's noise does not (see ``FLOORS``).
 
 Validation runs on a corpus with faults (``fault_rate`` 0.2): both twins must equal the
 generator's truth, and the truth must hold non-zero statuses of many rules, so a JIT that
-returns 0 everywhere fails. Figures are printed and written to ``--json``.
+returns 0 everywhere fails.
+
+Two end-to-end checks follow (bench/e2e.py; medians of repeats, warm-ups outside the
+timing, results checked): ``parity shadow --mode 3`` over 1M honest blocks, whole
+process, must stay within twice its target ratio to kernel time plus reading the corpus
+(2.5x), and the per-call overhead of ``parity.experiment`` beyond the raw calls within
+twice its targets (1 us in modes 0 and 3, 4 us in modes 1 and 2). Figures are printed
+and written to ``--json``.
 """
 from __future__ import annotations
 
@@ -25,7 +32,7 @@ import numpy as np
 
 import kernels.jit as jit
 import kernels.legacy as legacy
-from bench import data
+from bench import data, e2e
 from bench.measure import best
 from kernels import constants as C
 from parity.corpus.generate import read_truth
@@ -57,6 +64,33 @@ def _validation_truth() -> tuple[np.ndarray, dict]:
     return truth, info
 
 
+def _end_to_end(blocks: int, problems: list[str]) -> dict:
+    """The mode-3 whole-process ratio and the per-call overheads against twice their
+    targets; a miss (or a wrong result) is added to ``problems``."""
+    out: dict = {}
+    if blocks:
+        m3 = out["mode3_end_to_end"] = e2e.mode3_end_to_end(blocks)
+        limit = 2 * e2e.MODE3_RATIO_TARGET
+        m3["limit"], m3["ok"] = limit, m3["ratio"] <= limit
+        print(f"bench-ci: shadow --mode 3 {blocks:,} blocks: process {m3['wall_seconds']:.2f} s, "
+              f"kernels {m3['kernel_seconds']:.2f} s + reading {m3['read_seconds']:.2f} s, "
+              f"ratio {m3['ratio']:.2f}x  limit {limit:.2f}x  {'ok' if m3['ok'] else 'FAIL'}")
+        if not m3["ok"]:
+            problems.append(f"shadow --mode 3: whole process {m3['ratio']:.2f}x kernel time "
+                            f"plus reading the corpus (limit {limit:.2f}x)")
+    pc = out["per_call"] = e2e.per_call_overhead()
+    pc["ok"] = {}
+    for mode, us in pc["overhead_us"].items():
+        limit = 2 * e2e.OVERHEAD_US_TARGET[mode]
+        pc["ok"][mode] = ok = us <= limit
+        print(f"bench-ci: per call {mode:<18} {us:6.2f} us beyond the raw calls  "
+              f"limit {limit:.1f} us  {'ok' if ok else 'FAIL'}")
+        if not ok:
+            problems.append(f"per call, {mode}: {us:.2f} us beyond the raw calls "
+                            f"(limit {limit:.1f} us)")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -66,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="override one function's floor, e.g. --floor validate=10")
     ap.add_argument("--min-speedup", type=float, default=None,
                     help="one floor for every function (overrides FLOORS)")
+    ap.add_argument("--e2e-blocks", type=int, default=1_000_000,
+                    help="blocks of the mode-3 end-to-end run (default: %(default)s; 0 skips)")
     args = ap.parse_args(argv)
     floors = dict(FLOORS)
     if args.min_speedup is not None:
@@ -113,13 +149,16 @@ def main(argv: list[str] | None = None) -> int:
               f"{'ok' if ok else 'FAIL'}", flush=True)
     print(f"bench-ci: validate corpus: {vinfo['blocks']} blocks, {vinfo['nonzero_statuses']} "
           f"with non-zero status, {len(vinfo['rules_seen'])} rules seen")
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    end_to_end = _end_to_end(args.e2e_blocks, problems)
     for p in problems:
         print(f"bench-ci: {p}", file=sys.stderr)
     failed |= bool(problems)
     report = {"cpu": cpu_name(), "cores": os.cpu_count(), "threads": 1,
               "python": platform.python_version(), "numba": numba.__version__,
               "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "passed": not failed,
-              "functions": results, "validation_corpus": vinfo, "problems": problems}
+              "functions": results, "validation_corpus": vinfo, **end_to_end,
+              "problems": problems}
     if args.json:
         out = Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -129,20 +129,21 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", default="bench/results")
     ap.add_argument("--sizes", default="1,1000,100000,1000000")
-    ap.add_argument("--shadow-blocks", default="1000000",
+    ap.add_argument("--shadow-blocks", default="1000000,5000000",
                     help="comma-separated corpus sizes for the parity shadow runs ('' to skip)")
     args = ap.parse_args()
     out = ROOT / args.out
     out.mkdir(parents=True, exist_ok=True)
     import numba
 
-    from bench import measure
+    from bench import e2e, measure
     machine = {"cpu": cpu_name(), "cores": os.cpu_count(),
                "python": platform.python_version(), "numba": numba.__version__,
                "date": time.strftime("%Y-%m-%d")}
     rows = run_suite(out, args.sizes)
     extras = {"package": measure.package_ratio(), "threads": measure.thread_scaling(),
-              "startup": measure.startup(), "per_call": measure.per_call()}
+              "startup": measure.startup(), "per_call": measure.per_call(),
+              "per_call_overhead": e2e.per_call_overhead(), "mode3": e2e.mode3_end_to_end()}
     extras["shadow"] = [measure.shadow_run(int(b)) for b in args.shadow_blocks.split(",") if b]
     from bench import live
     extras["live"] = live.run()
@@ -150,7 +151,9 @@ def main() -> int:
                                                   **extras}, indent=2))
     plots(rows, extras, out)
     from bench.live import markdown
+    from bench.targets import markdown as targets
     (out / "report.md").write_text(render(rows, extras, machine) + "\n" +
+                                   targets(rows, extras) + "\n" +
                                    markdown(extras["live"]) + "\n")
     print((out / "report.md").read_text())
     return 0

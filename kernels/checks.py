@@ -8,7 +8,7 @@ argument's name. Nothing here computes a consensus rule.
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -152,12 +152,50 @@ def pack(lists: Sequence[Sequence[object]], dtype: type, name: str,
     return values, offs
 
 
-def unpack(values: np.ndarray, offs: np.ndarray) -> list[list]:
+class Unpacked(Sequence):
     """CSR -> per-block lists: Python ints of a 1-d ``values``, or ``bytes`` rows of a
-    2-d one (the inverse of :func:`pack`)."""
-    flat = values.tolist() if values.ndim == 1 else [row.tobytes() for row in values]
-    bounds = offs.tolist()
-    return [flat[bounds[b]:bounds[b + 1]] for b in range(len(bounds) - 1)]
+    2-d one (the inverse of :func:`pack`). Rows are converted :attr:`CHUNK` blocks at a
+    time as they are read, so a batch's Python objects never all exist at once."""
+
+    CHUNK = 4096
+
+    def __init__(self, values: np.ndarray, offs: np.ndarray) -> None:
+        self.values, self.bounds = values, offs.tolist()
+        self._lo: int = 0
+        self._rows: list[list] = []
+
+    def __len__(self) -> int:
+        return len(self.bounds) - 1
+
+    def __getitem__(self, b):
+        if b < 0:
+            b += len(self)
+        if not 0 <= b < len(self):
+            raise IndexError(b)
+        if not self._lo <= b < self._lo + len(self._rows):
+            self._lo, self._rows = b, self._chunk(b)
+        return self._rows[b - self._lo]
+
+    def _chunk(self, lo: int) -> list[list]:
+        hi = min(lo + self.CHUNK, len(self))
+        first = self.bounds[lo]
+        part = self.values[first:self.bounds[hi]]
+        flat = part.tolist() if part.ndim == 1 else [row.tobytes() for row in part]
+        return [flat[self.bounds[i] - first:self.bounds[i + 1] - first] for i in range(lo, hi)]
+
+    def __iter__(self) -> Iterator[list]:
+        for lo in range(0, len(self), self.CHUNK):
+            yield from self._chunk(lo)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def unpack(values: np.ndarray, offs: np.ndarray) -> Unpacked:
+    """CSR -> a sequence of per-block lists (see :class:`Unpacked`)."""
+    return Unpacked(values, offs)
 
 
 def pack_blocks(blocks_: Sequence[Block]) -> tuple[np.ndarray, ...]:

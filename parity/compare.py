@@ -63,7 +63,7 @@ def _bits(x: float) -> bytes:
     return struct.pack("<d", x)
 
 
-_PLAIN = frozenset({bytes, str, int, bool, type(None)})
+PLAIN = frozenset({bytes, str, int, bool, type(None)})  #: types whose == is bit equality
 
 
 def values_equal(a: Any, b: Any) -> bool:
@@ -74,7 +74,7 @@ def values_equal(a: Any, b: Any) -> bool:
     t = type(a)
     if t is not type(b):
         return False
-    if t in _PLAIN:  # the common cases first: equality is bit equality for these
+    if t in PLAIN:  # the common cases first: equality is bit equality for these
         return bool(a == b)
     if isinstance(a, np.ndarray):
         if a.dtype != b.dtype or a.shape != b.shape:

@@ -5,9 +5,10 @@ The answer is the single-process run's, bit for bit:
 - each task runs :func:`parity.step.process_shard` on its shard, with each side's
   parent set to the last header of the shard before it (hashed by each twin inside
   its validation, as in a single process);
-- COMMITMENT_REPLAY is decided across the whole corpus: a first pass collects every
-  block's commitment, and each task primes both twins' replay states with exactly
-  those earlier commitments that recur in its shard;
+- COMMITMENT_REPLAY is decided across the whole corpus: a first pass finds which
+  commitments may recur (:mod:`parity.recurring`), and each task primes both twins'
+  replay states with exactly those earlier commitments that recur in its shard (the
+  local engine does the same);
 - the driver merges outcomes in shard order into one :class:`~parity.summary.RunSummary`,
   keyed by shard index, so a task that Dask retries after a worker died is never
   counted twice; mode 2 demotion is applied in shard order too.
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from kernels import constants as C
+from parity import recurring
 from parity.corpus import open_corpus
 from parity.corpus.reader import RowGroup
 from parity.errors import ParityError
@@ -40,10 +41,17 @@ from parity.step import ShardOutcome, process_shard, warm_up
 _WARM: dict[str, bool] = {}  # per worker process: twins already compiled / warmed
 
 
-def commitments_task(corpus_path: str, g: RowGroup) -> np.ndarray:
-    """Pass 1: the commitment_hash of every block of one shard, ``uint8[n, 32]``."""
+def hashes_task(corpus_path: str, g: RowGroup) -> np.ndarray:
+    """Pass 1: a 32-bit hash of every block's commitment_hash (parity.recurring)."""
     h = open_corpus(corpus_path, verify=False).read_headers(g)
-    return np.ascontiguousarray(h[:, C.OFF_COMMITMENT_HASH:C.OFF_COMMITMENT_HASH + 32])
+    return recurring.hash32(recurring.commitments(h))
+
+
+def candidates_task(corpus_path: str, g: RowGroup, cands: np.ndarray) -> np.ndarray:
+    """Pass 1b: the commitments of one shard whose hash is a candidate (they may recur),
+    ``uint8[k, 32]`` in block order."""
+    c = recurring.commitments(open_corpus(corpus_path, verify=False).read_headers(g))
+    return c[np.isin(recurring.hash32(c), cands)]
 
 
 def shard_task(opts: dict, index: int, groups: list[RowGroup], prime: np.ndarray
@@ -78,22 +86,16 @@ def _shard_step(run: ShadowRun, options: ShadowOptions, index: int, groups: list
     return {"outcome": process_shard(index, shard, ctx), "warmup": warmup}
 
 
-def _prime_sets(commits: list[np.ndarray], starts: list[int]) -> list[np.ndarray]:
+def prime_sets(client: Any, corpus: str, groups: list[RowGroup]) -> list[np.ndarray]:
     """For each shard, the earlier commitments that occur in it (the only ones its
-    replay decisions depend on)."""
-    if not commits:
-        return []
-    allc = np.concatenate(commits)
-    keys = allc.view("<u8").reshape(-1, 4)
-    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
-    first_of_block = first[inverse.reshape(-1)]
-    out = []
-    for k, start in enumerate(starts):
-        n = commits[k].shape[0]
-        seen_before = first_of_block[start:start + n] < start
-        out.append(np.unique(allc[start:start + n][seen_before], axis=0)
-                   if seen_before.any() else np.zeros((0, 32), np.uint8))
-    return out
+    replay decisions depend on). The driver holds 4 bytes a block and the candidate
+    commitments, never every commitment."""
+    cands = recurring.candidates(client.gather(
+        [client.submit(hashes_task, corpus, g, pure=False) for g in groups]))
+    rows = client.gather([client.submit(candidates_task, corpus, g, cands, pure=False)
+                          for g in groups])
+    index = recurring.RecurringIndex(cands)
+    return [index.prime(r) for r in rows]
 
 
 class DaskShadow:
@@ -148,9 +150,7 @@ class DaskShadow:
         client = client or self._client()
         try:
             need_prime = any(f.chain_state for f in run.functions)
-            commits = client.gather([client.submit(commitments_task, corpus, g, pure=False)
-                                     for g in groups]) if need_prime else []
-            primes = _prime_sets(commits, [g.start for g in groups]) if need_prime else \
+            primes = prime_sets(client, corpus, groups) if need_prime else \
                 [np.zeros((0, 32), np.uint8)] * len(groups)
             opts = self._options(self.opts.mode)
             futures = {client.submit(shard_task, opts, i, groups, primes[i],

@@ -23,10 +23,11 @@ class Outcome:
 
     __slots__ = ("value", "error", "seconds")
 
-    def __init__(self, value: Any = None, error: BaseException | None = None) -> None:
+    def __init__(self, value: Any = None, error: BaseException | None = None,
+                 seconds: float = 0.0) -> None:
         self.value = value
         self.error = error
-        self.seconds = 0.0
+        self.seconds = seconds
 
     def unwrap(self) -> Any:
         if self.error is not None:
@@ -36,21 +37,15 @@ class Outcome:
 
 def run(func: Callable, args: tuple, kwargs: dict, timed: bool = True) -> Outcome:
     """Call ``func``; any exception but KeyboardInterrupt becomes the outcome."""
-    if not timed:  # the common case, kept short: it runs twice per dual call
-        try:
-            return Outcome(func(*args, **kwargs))
-        except KeyboardInterrupt:
-            raise
-        except BaseException as exc:  # SystemExit and GeneratorExit are outcomes too
-            return Outcome(None, exc)
-    t0 = time.perf_counter_ns()
+    t0 = time.perf_counter_ns() if timed else 0
     try:
         out = Outcome(func(*args, **kwargs))
     except KeyboardInterrupt:
         raise
-    except BaseException as exc:
-        out = Outcome(None, exc)
-    out.seconds = (time.perf_counter_ns() - t0) / 1e9
+    except BaseException as exc:  # SystemExit and GeneratorExit are outcomes too
+        out = Outcome(error=exc)
+    if timed:
+        out.seconds = (time.perf_counter_ns() - t0) / 1e9
     return out
 
 
@@ -63,6 +58,7 @@ def same_outcome(a: Outcome, b: Outcome, comparator: Comparator) -> bool:
 
 
 _MUTABLE = (np.ndarray, bytearray, list, dict, set)
+_COPIED = (*_MUTABLE, tuple)
 
 
 def _private(value: Any) -> Any:
@@ -76,21 +72,11 @@ def _private(value: Any) -> Any:
     return value
 
 
-_COPIED = (*_MUTABLE, tuple)
-_SHARED = frozenset({bytes, str, int, float, bool, complex, type(None)})  # never copied
-
-
 def has_mutable(args: tuple, kwargs: dict) -> bool:
-    """Whether any argument needs a private copy per side (a loop, not ``any()``: this
-    runs on every dual call, mostly with one ``bytes`` argument)."""
     for a in args:
-        if type(a) not in _SHARED and isinstance(a, _COPIED):
+        if isinstance(a, _COPIED):
             return True
-    if kwargs:
-        for v in kwargs.values():
-            if type(v) not in _SHARED and isinstance(v, _COPIED):
-                return True
-    return False
+    return bool(kwargs) and any(isinstance(v, _COPIED) for v in kwargs.values())
 
 
 @dataclass

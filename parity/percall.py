@@ -13,7 +13,9 @@ The hot path is lean: in modes 0 and 3 a call is the implementation's call plus 
 counter steps; counts are exact and lock-free (``itertools.count`` steps atomically
 under the GIL) and reach the Prometheus series when metrics are collected and the
 promotion window at most once a second and at exit. One call in
-:data:`TIMING_SAMPLE` is timed for the duration histograms.
+:data:`TIMING_SAMPLE` is timed for the duration histograms. In modes 1 and 2 an untimed
+call whose arguments hold nothing mutable and whose sides return the same plain value
+(bytes, str, int, bool, None) is settled at once; anything else takes the full path.
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ from typing import Any
 from prometheus_client import ProcessCollector
 
 from parity import policy
-from parity.compare import Comparator, describe, values_equal
+from parity.compare import PLAIN, Comparator, describe, values_equal
 from parity.errors import StateError
 from parity.metrics import Metrics
 from parity.modes import Mode
@@ -40,9 +42,9 @@ from parity.state import ModeState, default_state_path
 
 log = logging.getLogger("parity")
 _monotonic = time.monotonic
+_SHADOW = Mode.SHADOW  # a module global: an enum member lookup is slow on the hot path
 TIMING_SAMPLE = 64  #: one call in this many is timed (the histograms); counts are exact
 SIDES = ("legacy", "refactored")
-_SHADOW = Mode.SHADOW
 
 
 def _value(counter: itertools.count) -> int:
@@ -198,10 +200,7 @@ class Experiment:
                         Mode.REFACTORED_ONLY: (self.tally.served[(Mode.REFACTORED_ONLY,
                                                                   "refactored")],
                                                refactored, "refactored")}
-        # per mode, the served counters as [refactored, legacy] (indexed by "legacy served")
-        self._served = {m: (self.tally.served[(m, "refactored")], self.tally.served[(m, "legacy")])
-                        for m in Mode}
-        self._random = controller.rng.random
+        self._plain = comparator is values_equal  # bit-equal plain values match at once
         controller.metrics.add_function(name)
         controller._experiments[id(self)] = self
 
@@ -224,9 +223,12 @@ class Experiment:
     def _dual(self, mode: Mode, args: tuple, kwargs: dict) -> Any:
         """Modes 1 and 2: both sides on private copies, compared, policy-served."""
         c, t = self.controller, self.tally
-        plan = policy.plan(mode, sampled=mode is _SHADOW or self._random() < (
-            c.sample if self.sample is None else self.sample))
+        sample = c.sample if self.sample is None else self.sample
+        plan = policy.plan(mode, mode is _SHADOW or c.rng.random() < sample)
         timed = not next(t.calls) % TIMING_SAMPLE
+        if not timed and self._plain and not kwargs and len(args) == 1 \
+                and type(args[0]) in PLAIN and plan.legacy and plan.refactored:
+            return self._pair(mode, args)
         mutable = has_mutable(args, kwargs)
         if mutable:
             original = Call(args, kwargs)
@@ -236,56 +238,82 @@ class Experiment:
             ra = la = args
             rk = lk = kwargs
         legacy: Outcome | None = None
-        if plan.compares and self._random() < 0.5:  # random order: no systematic cache bias
+        if plan.compares and c.rng.random() < 0.5:  # random order: no cache bias
             legacy = run(self.legacy, la, lk, timed)
-        refactored = run(self.refactored, ra, rk, timed)
-        failed = refactored.error is not None
+            refactored = run(self.refactored, ra, rk, timed)
+        else:
+            refactored = run(self.refactored, ra, rk, timed)
         if plan.legacy and legacy is None:
             legacy = run(self.legacy, la, lk, timed)
-        elif failed and policy.fallback(mode, failed, legacy is not None):
+        if policy.fallback(mode, refactored.error is not None, legacy is not None):
             legacy = run(self.legacy, la, lk, timed)
+        return self._settle(mode, args, kwargs, legacy, refactored, timed,
+                            (original, rcall) if mutable else None)
+
+    def _settle(self, mode: Mode, args: tuple, kwargs: dict, legacy: Outcome | None,
+                refactored: Outcome, timed: bool,
+                copied: tuple[Call, Call] | None = None) -> Any:
+        """Compare (when both ran), count, demote if mode 2 must, serve."""
+        c, t = self.controller, self.tally
         matched, why = True, None
         if legacy is not None:
             next(t.compared)
-            if mutable:
-                matched, why = self._compare(legacy, refactored, original, rcall)
+            changed = self._safely(lambda: mutated(*copied), None) if copied else None
+            if changed:
+                matched, why = False, f"refactored {self.name} mutated its {changed}"
             else:
                 try:
                     matched = same_outcome(legacy, refactored, self.comparator)
                 except Exception:  # a comparison that fails is a difference
-                    matched = self._broken_comparison()
+                    matched = False
+                    c.harness_errors += 1
+                    log.exception("parity: harness error comparing %s", self.name)
             if not matched:
                 next(t.mismatched)
                 self._safely(lambda: c.mismatch(self.name, legacy, refactored, args, why))
-        decision = policy.decide(mode, legacy is not None, matched, failed)
+        decision = policy.decide(mode, legacy is not None, matched, refactored.error is not None)
         if decision.demote:
             reason = why or (f"refactored {self.name} raised {type(refactored.error).__name__}"
-                             if failed and legacy is not None and legacy.error is None
-                             else f"{self.name} mismatch")
+                             if refactored.error is not None and legacy is not None
+                             and legacy.error is None else f"{self.name} mismatch")
             self._safely(lambda: c.demote(reason))
             self._safely(c.drain)  # the mismatch counts at once, not at the next scrape
-        next(self._served[mode][decision.served == "legacy"])
+        next(t.served[(mode, decision.served)])
         if timed:
             self._safely(lambda: c.metrics.observe(
                 self.name, legacy.seconds if legacy else None, refactored.seconds))
-        return (legacy if decision.served == "legacy" else refactored).unwrap()  # type: ignore[union-attr]
+        served = legacy if decision.served == "legacy" else refactored
+        assert served is not None
+        return served.unwrap()
 
-    def _compare(self, legacy: Outcome, refactored: Outcome, original: Call,
-                 used: Call) -> tuple[bool, str | None]:
-        """(matched, why) after copied arguments: a refactored call that changed its copy
-        is a mismatch."""
-        changed = self._safely(lambda: mutated(original, used), None)
-        if changed:
-            return False, f"refactored {self.name} mutated its {changed}"
+    def _pair(self, mode: Mode, args: tuple) -> Any:
+        """Modes 1 and 2, untimed, immutable arguments: both sides in random order (no
+        systematic cache bias); equal plain values are settled here, the rest by
+        :meth:`_settle`."""
+        legacy_first = self.controller.rng.random() < 0.5
+        first, second = (self.legacy, self.refactored) if legacy_first \
+            else (self.refactored, self.legacy)
+        ea = eb = a = b = None
         try:
-            return same_outcome(legacy, refactored, self.comparator), None
-        except Exception:  # a comparison that fails is a difference
-            return self._broken_comparison(), None
-
-    def _broken_comparison(self) -> bool:
-        self.controller.harness_errors += 1
-        log.exception("parity: harness error comparing %s", self.name)
-        return False
+            a = first(*args)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            ea = exc
+        try:
+            b = second(*args)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            eb = exc
+        if ea is None and eb is None and type(a) is type(b) and type(a) in PLAIN and a == b:
+            served = policy.decide(mode, True, True, False).served
+            next(self.tally.compared)
+            next(self.tally.served[(mode, served)])
+            return a if (served == "legacy") is legacy_first else b
+        x, y = Outcome(a, ea), Outcome(b, eb)
+        legacy, refactored = (x, y) if legacy_first else (y, x)
+        return self._settle(mode, args, {}, legacy, refactored, False)
 
     def _safely(self, fn: Callable, default: Any = None) -> Any:
         """Harness work: its failures are logged and counted, never raised to the caller."""

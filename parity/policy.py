@@ -3,7 +3,7 @@ whether mode 2 demotes. Every engine (batch, Dask, per call, live) asks these; n
 re-decides."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from parity.modes import Mode
@@ -12,9 +12,6 @@ Side = Literal["legacy", "refactored"]
 PROMOTION_WINDOW_SECONDS = 300
 PROMOTION_MIN_COMPARISONS = 10_000
 PROMOTION_MAX_MISMATCH_RATE = 0.0001  # 0.01%
-# the members bound once: ``Mode.SHADOW`` is a class attribute lookup costing ~100 ns,
-# and plan/decide run on every per-call experiment
-_LEGACY_ONLY, _SHADOW, _PRIMARY, _ONLY = Mode
 
 
 @dataclass(frozen=True)
@@ -23,10 +20,16 @@ class Plan:
 
     legacy: bool
     refactored: bool
-    compares: bool = field(init=False)  # both run (stored: read on every per-call experiment)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "compares", self.legacy and self.refactored)
+    @property
+    def compares(self) -> bool:
+        return self.legacy and self.refactored
+
+
+# the modes as module constants: an enum member looked up on its class is slow, and
+# plan() and decide() are on the per-call hot path
+_LEGACY_ONLY, _SHADOW = Mode.LEGACY_ONLY, Mode.SHADOW
+_PRIMARY, _REFACTORED_ONLY = Mode.REFACTORED_PRIMARY, Mode.REFACTORED_ONLY
 
 
 def plan(mode: Mode, sampled: bool = True) -> Plan:
@@ -37,7 +40,7 @@ def plan(mode: Mode, sampled: bool = True) -> Plan:
 
 def fallback(mode: Mode, refactored_failed: bool, legacy_ran: bool) -> bool:
     """Mode 2 runs legacy after all when refactored raised and legacy was not sampled."""
-    return mode == _PRIMARY and refactored_failed and not legacy_ran
+    return mode == Mode.REFACTORED_PRIMARY and refactored_failed and not legacy_ran
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ def decide(mode: Mode, compared: bool, matched: bool, refactored_failed: bool) -
     there is nothing to fall back on."""
     if mode == _LEGACY_ONLY or mode == _SHADOW:
         return _DECISIONS[("legacy", False)]
-    if mode == _ONLY:
+    if mode == _REFACTORED_ONLY:
         return _DECISIONS[("refactored", False)]
     differs = (compared and not matched) or (refactored_failed and not compared)
     return _DECISIONS[("legacy", True) if differs else ("refactored", False)]

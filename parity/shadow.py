@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from parity.corpus import Corpus, open_corpus
+from parity.corpus.shard import Shard
 from parity.errors import ParityError
 from parity.functions import FUNCTIONS, BatchFunction, resolve
 from parity.metrics import Metrics
@@ -27,6 +28,7 @@ from parity.modes import Mode
 from parity.proctwin import DEFAULT_TIMEOUT
 from parity.progress import Progress
 from parity.records import from_json
+from parity.recurring import RecurringIndex, commitments, fresh_replay, scan
 from parity.runlog import RunDir, results_output
 from parity.runview import write_summary
 from parity.step import ShardContext, Side, process_shard, warm_up
@@ -137,6 +139,7 @@ class ShadowRun:
             self.close()
             raise
         self.summary = self.new_summary()
+        self.recurring: RecurringIndex | None = None  # set by index(), when validating
 
     def _load(self, legacy: Any, refactored: Any) -> None:
         o, fns = self.opts, self.functions
@@ -178,16 +181,36 @@ class ShadowRun:
             if runs:
                 side.start(self.m.anchor, state)
 
+    def index(self, groups: list) -> None:
+        """Pass 1 (parity.recurring): when a function keeps chain state, find which
+        commitments recur, so each shard's replay state starts with only those."""
+        self.recurring = RecurringIndex(scan(self.corpus, groups)) \
+            if any(f.chain_state for f in self.functions) else None
+
+    def start_shard(self, shard: Shard) -> None:
+        """Each started side gets a fresh replay state holding the earlier commitments
+        that recur in ``shard`` (exact: the whole corpus before it is accounted for)."""
+        if self.recurring is None:
+            return
+        prime = self.recurring.prime(commitments(shard.headers))
+        for side in (self.legacy, self.refactored):
+            fresh_replay(side, prime)
+
     def prime(self, until_block: int, groups: list | None = None) -> None:
-        """Bring the started sides to the state just before ``until_block``: replay states
-        hold every earlier commitment, parents are the previous block's header."""
-        for g in groups or self.corpus.row_groups():
+        """Bring the started sides to the state just before ``until_block``: the recurring
+        index has walked every earlier block, parents are the previous block's header
+        (the replay states themselves are made by :meth:`start_shard`)."""
+        groups = groups or self.corpus.row_groups()
+        self.index(groups)
+        for g in groups:
             if g.start >= until_block:
                 break
             headers = self.corpus.read_headers(g)[:until_block - g.start]
+            if self.recurring is not None:
+                self.recurring.record(commitments(headers))
             for side in (self.legacy, self.refactored):
-                if side.replay is not None:
-                    side.remember(headers)
+                if side.replay is not None and len(headers):
+                    side.parent = headers[-1].tobytes()
 
     def identity(self) -> dict:
         o = self.opts
@@ -228,12 +251,14 @@ class ShadowRun:
             first, log_bytes = checkpoint["next_shard"], checkpoint["log_bytes"]
             self.prime(groups[first].start if first < len(groups) else self.m.blocks, groups)
         else:
+            self.index(groups)
             self._checkpoint(0, 0, identity)
         self.metrics.set_mode(self.summary.mode)
         with Progress(self.m.blocks, "shadow", quiet=self.opts.quiet) as bar:
             bar.advance(sum(g.rows for g in groups[:first]))
             for index, shard in enumerate(self.corpus.read_ahead(groups[first:]), first):
                 g = groups[index]
+                self.start_shard(shard)
                 ctx = self.context(self.summary.mode)
                 ctx.sampled = sampled(self.opts, index)
                 ctx.max_records = self.opts.max_records - self.summary.records_logged
@@ -246,6 +271,7 @@ class ShadowRun:
                 log_bytes = self.run.append_records([r.to_json() for r in out.records])
                 self.run.write_part(index, out.results)
                 self._checkpoint(index + 1, log_bytes, identity)
+                del shard, out  # one shard in memory at a time: not two while reading
                 bar.advance(g.rows)
                 if on_shard is not None:
                     on_shard(self)
@@ -275,6 +301,7 @@ class ShadowRun:
         self.prime(block, groups)
         g = next(g for g in groups if g.start <= block < g.start + g.rows)
         shard = self.corpus.read_shard(g).slice(block - g.start, block - g.start + 1)
+        self.start_shard(shard)
         ctx = self.context(Mode.SHADOW)
         outputs: dict = {}
         records: list[dict] = []

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -44,7 +44,7 @@ def validate_block(block: Block, now: int, difficulty_target: bytes,
     return _chain([block], int(now), target, _parent(parent), seen, ids_checked=False)[0]
 
 
-def _chain(blocks: Sequence[Block], now: int, difficulty_target: bytes, parent: Parent | None,
+def _chain(blocks: Iterable[Block], now: int, difficulty_target: bytes, parent: Parent | None,
            seen: set[bytes], ids_checked: bool) -> list[int]:
     """Bitmasks of consecutive blocks, each the parent of the next; each header is decoded
     and hashed once. ``ids_checked``: every block's ids are already 32-byte ``bytes`` (the
@@ -114,7 +114,7 @@ def _status(block: Block, h: dict, txids: Sequence[bytes], block_hash: bytes, no
     return status
 
 
-def validate_chain(blocks: Sequence[Block], now: int, difficulty_target: bytes,
+def validate_chain(blocks: Iterable[Block], now: int, difficulty_target: bytes,
                    parent: bytes | np.ndarray | Parent | None = None,
                    seen: set[bytes] | None = None) -> list[int]:
     """Bitmasks of consecutive blocks; each block is the parent of the next, and the
@@ -138,8 +138,8 @@ def validate_blocks(headers: np.ndarray, ids: np.ndarray, id_offsets: np.ndarray
     txids = checks.unpack(ids, id_offsets)
     nums = checks.unpack(numbers, num_offsets)
     idxs = checks.unpack(indices, idx_offsets)
-    blocks = [Block(headers[i].tobytes(), txids[i], nums[i], int(targets[i]), idxs[i])
-              for i in range(headers.shape[0])]
+    blocks = (Block(headers[i].tobytes(), txids[i], nums[i], int(targets[i]), idxs[i])
+              for i in range(headers.shape[0]))  # made one at a time, as validated
     target = checks.fixed_bytes(difficulty_target, "difficulty_target", C.HASH_SIZE)
     seen = new_replay_state() if replay is None else replay
     status = _chain(blocks, int(now), target, _parent(parent), seen, ids_checked=True)

@@ -1,0 +1,108 @@
+"""Which commitments recur in a corpus, so that replay state stays the size of a shard.
+
+COMMITMENT_REPLAY (SPEC rule 17) flags a block when an earlier block of the corpus has
+the same commitment_hash. A twin's replay state carried across the whole corpus holds
+every commitment, so memory grows with the corpus. The engines do this instead:
+
+1. :func:`scan` (a first pass over the header column): a 32-bit hash of every
+   commitment, 4 bytes a block, sorted in place; the hashes seen more than once are the
+   *candidates*: every commitment that recurs has one (plus rare hash collisions).
+2. :class:`RecurringIndex` walks the shards in chain order and keeps the full 32 bytes
+   of candidate commitments only. :meth:`RecurringIndex.prime` gives a shard the
+   earlier commitments that occur in it, compared on all 32 bytes: exact.
+3. Each twin starts every shard with a fresh replay state primed with those (its
+   ``update``), and finds replays within the shard with its own ``validate_blocks``.
+
+A block of shard k is a replay iff an earlier block of shard k has its commitment (the
+twin sees it) or a block of an earlier shard does (then both hash alike, both are
+candidates, and the earlier one is in the index). The twins keep their interface and
+their own semantics; only the harness decides what each shard's state starts with.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from kernels import constants as C
+
+_M = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9),
+      np.uint64(0x94D049BB133111EB), np.uint64(0xD6E8FEB86659FD93))
+_EMPTY = np.zeros((0, C.HASH_SIZE), dtype=np.uint8)
+
+
+def commitments(headers: np.ndarray) -> np.ndarray:
+    """The commitment_hash of every header: ``uint8[n, 32]`` (a copy)."""
+    return np.ascontiguousarray(
+        headers[:, C.OFF_COMMITMENT_HASH:C.OFF_COMMITMENT_HASH + C.HASH_SIZE])
+
+
+def hash32(commits: np.ndarray) -> np.ndarray:
+    """A 32-bit hash of each ``uint8[n, 32]`` row, mixing all 32 bytes: ``uint32[n]``."""
+    words = np.ascontiguousarray(commits).view("<u8").reshape(-1, 4)
+    x = np.zeros(words.shape[0], dtype=np.uint64)
+    for j in range(4):
+        x ^= words[:, j] * _M[j]
+        x ^= x >> np.uint64(29)
+    x *= _M[0]
+    return (x >> np.uint64(32)).astype(np.uint32)
+
+
+def candidates(hashes: Iterable[np.ndarray]) -> np.ndarray:
+    """Sorted distinct hashes that occur more than once among ``hashes`` (per shard)."""
+    parts = list(hashes)
+    if not parts:
+        return np.zeros(0, dtype=np.uint32)
+    allh = np.concatenate(parts)
+    del parts
+    allh.sort()  # in place: no second array of the corpus' size
+    twice = allh[1:][allh[1:] == allh[:-1]]
+    return np.unique(twice)
+
+
+def scan(corpus, groups) -> np.ndarray:
+    """Pass 1 over a local corpus' header column: the candidate hashes."""
+    return candidates(hash32(commitments(corpus.read_headers(g))) for g in groups)
+
+
+class RecurringIndex:
+    """The full commitments of candidate blocks of the shards walked so far."""
+
+    def __init__(self, candidate_hashes: np.ndarray) -> None:
+        self.candidates = np.asarray(candidate_hashes, dtype=np.uint32)
+        self.seen: set[bytes] = set()
+
+    def __len__(self) -> int:
+        return len(self.seen)
+
+    def _candidate_rows(self, commits: np.ndarray) -> list[bytes]:
+        if self.candidates.size == 0 or len(commits) == 0:
+            return []
+        h = hash32(commits)
+        pos = np.searchsorted(self.candidates, h)
+        hit = self.candidates[np.minimum(pos, self.candidates.size - 1)] == h
+        return [r.tobytes() for r in commits[hit]]
+
+    def record(self, commits: np.ndarray) -> None:
+        """Walk past blocks (``uint8[n, 32]`` commitments) without priming anything."""
+        self.seen.update(self._candidate_rows(commits))
+
+    def prime(self, commits: np.ndarray) -> np.ndarray:
+        """The next shard's commitments ``uint8[n, 32]`` -> the distinct earlier ones that
+        occur in it, ``uint8[k, 32]``, in first-occurrence order; then walks past it."""
+        rows = self._candidate_rows(commits)
+        earlier = [r for r in dict.fromkeys(rows) if r in self.seen]
+        self.seen.update(rows)
+        if not earlier:
+            return _EMPTY
+        return np.frombuffer(b"".join(earlier), dtype=np.uint8).reshape(-1, C.HASH_SIZE)
+
+
+def fresh_replay(side, prime: np.ndarray) -> None:
+    """Give ``side`` (a :class:`parity.step.Side` with replay state) a new replay state
+    holding exactly the commitments of ``prime``."""
+    if side.replay is None:
+        return
+    side.replay = side.twin.new_replay_state()
+    if len(prime):
+        side.replay.update([r.tobytes() for r in prime])

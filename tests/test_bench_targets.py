@@ -1,0 +1,34 @@
+"""The targets table of ``make bench`` (bench/targets.py): every row of issue 14, each
+with met, missed or not measured from the figures given."""
+from bench.targets import ROWS, markdown
+
+
+def _kernels(small: float, big: float) -> list[dict]:
+    return [{"function": "validate", "impl": impl, "n": n, "seconds": s}
+            for n, (lg, jt) in ((100_000, (small, 1.0)), (1_000_000, (big, 1.0)))
+            for impl, s in (("legacy", lg), ("jit", jt))]
+
+
+def test_every_row_is_written_with_its_verdict():
+    extras = {
+        "mode3": {"ratio": 1.2, "wall_seconds": 3.0, "kernel_seconds": 1.5,
+                  "read_seconds": 1.0, "blocks_per_s": 333_000, "ratio_target": 1.25,
+                  "blocks_per_s_target": 300_000},
+        "shadow": [{"blocks": 1_000_000, "peak_rss_mib": 550.0, "overhead_vs_legacy": 0.02},
+                   {"blocks": 5_000_000, "peak_rss_mib": 700.0, "overhead_vs_legacy": 0.02}],
+        "per_call_overhead": {"overhead_us": {"legacy_only": 0.3, "refactored_only": 0.6,
+                                              "shadow": 1.0, "refactored_primary": 1.5}},
+        "startup": {"cold_seconds": 40.0},
+    }
+    text = markdown(_kernels(36.0, 33.0), extras)
+    lines = [t for t in text.splitlines() if t.startswith("| ") and "---" not in t][1:]
+    assert len(lines) == len(ROWS) == 9
+    verdicts = [t.rsplit("|", 2)[1].strip() for t in lines]
+    assert verdicts == ["met", "met", "missed", "met", "not measured", "met", "missed", "met",
+                        "not measured"]
+    assert "1M 550 MiB, 5M 700 MiB (+27.3%)" in text
+
+
+def test_missing_figures_are_not_measured():
+    text = markdown([], {})
+    assert text.count("| not measured |") == len(ROWS)

@@ -1,0 +1,141 @@
+"""Exact COMMITMENT_REPLAY with replay state the size of a shard (parity.recurring):
+replays within a shard, across shards, at shard boundaries, a first occurrence in a
+shard's last block, the corpus' last block, many repeats, forced hash collisions,
+--resume and parity replay, all equal to one legacy pass over the whole chain."""
+import random
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+import kernels.legacy as legacy
+from kernels import constants as C
+from parity import recurring
+from parity.corpus import CorpusWriter
+from parity.corpus.shard import from_blocks
+from parity.modes import Mode
+from parity.shadow import ShadowOptions, ShadowRun
+from parity.strategies import honest_block
+
+SHARD = 10
+BLOCKS = 60
+#: block -> the earlier block whose commitment it repeats
+REPLAYS = {5: 0, 10: 9, 11: 9, 35: 0, 40: 22, 41: 22, 42: 22, 50: 19, 55: 19, 59: 0}
+ANCHOR = (1000, bytes(range(32)), 1_767_000_000)
+
+
+def _commit(block):
+    return block.header[C.OFF_COMMITMENT_HASH:C.OFF_COMMITMENT_HASH + 32]
+
+
+def build(path):
+    rng = random.Random(5)
+    parent, chain = ANCHOR, []
+    for i in range(BLOCKS):
+        numbers = [rng.randint(1, 50) for _ in range(5)]
+        b = honest_block(parent, [rng.randbytes(32) for _ in range(rng.randint(0, 4))],
+                         (numbers, numbers[0] + numbers[1], [0, 1]), parent[2] + 60)
+        if i in REPLAYS:
+            b = b._replace(header=legacy.encode_header(dict(
+                legacy.decode_header(b.header),
+                commitment_hash=_commit(chain[REPLAYS[i]]))))
+        chain.append(b)
+        h = legacy.decode_header(b.header)
+        parent = (h["height"], legacy.hash_header(b.header), h["timestamp"])
+    with CorpusWriter(path, now=1_767_100_000, difficulty_target=b"\xff" * 32,
+                      anchor=ANCHOR, rows_per_file=SHARD) as w:
+        for lo in range(0, BLOCKS, SHARD):
+            w.append(from_blocks(chain[lo:lo + SHARD]))
+    return path, chain
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return build(tmp_path_factory.mktemp("recurring") / "corpus")
+
+
+def reference(chain):
+    """One legacy pass over the whole chain with one replay set: the truth."""
+    return np.array(legacy.validate_chain(chain, 1_767_100_000, b"\xff" * 32, ANCHOR),
+                    dtype=np.uint32)
+
+
+def _run(tmp_path, path, mode=Mode.SHADOW, **kw):
+    opts = ShadowOptions(corpus=str(path), mode=mode, run_dir=str(tmp_path / "run"),
+                         results=str(tmp_path / "r.parquet"), quiet=True, force=True, **kw)
+    run = ShadowRun(opts)
+    return run, run.execute()
+
+
+def _statuses(tmp_path):
+    return pq.read_table(tmp_path / "r.parquet").column("status").to_numpy()
+
+
+def test_reference_has_the_planted_replays(corpus):
+    _, chain = corpus
+    flagged = np.flatnonzero(reference(chain) & C.COMMITMENT_REPLAY)
+    assert flagged.tolist() == sorted(REPLAYS)
+
+
+@pytest.mark.parametrize("mode", [Mode.LEGACY_ONLY, Mode.SHADOW, Mode.REFACTORED_ONLY])
+def test_every_mode_equals_one_pass_over_the_chain(corpus, tmp_path, mode):
+    path, chain = corpus
+    run, result = _run(tmp_path, path, mode)
+    assert result.exit_code == 0 and result.records == []
+    assert np.array_equal(_statuses(tmp_path), reference(chain))
+    # the index keeps only commitments that recur: 0's, 9's, 19's and 22's
+    assert len(run.recurring) == 4
+    started = [s for s in (run.legacy, run.refactored) if s.replay is not None]
+    assert started and all(len(_held(s.replay)) <= SHARD + 4 for s in started)
+
+
+def _held(state):
+    return state if isinstance(state, set) else range(len(state))
+
+
+def test_forced_hash_collisions_change_nothing(corpus, tmp_path, monkeypatch):
+    """Every commitment a candidate (one hash for all): still exact, the 32 bytes decide."""
+    path, chain = corpus
+    monkeypatch.setattr(recurring, "hash32",
+                        lambda c: np.zeros(len(c), dtype=np.uint32))
+    run, result = _run(tmp_path, path)
+    assert result.exit_code == 0
+    assert np.array_equal(_statuses(tmp_path), reference(chain))
+    assert len(run.recurring) == BLOCKS - len(REPLAYS)  # every distinct commitment
+
+
+def test_index_primes_exactly_the_earlier_recurring_commitments():
+    rows = np.arange(6 * 32, dtype=np.uint8).reshape(6, 32)
+    a, b, c, d = rows[0], rows[1], rows[2], rows[3]
+    shards = [np.stack([a, b]), np.stack([c, a, a]), np.stack([d, b, c, a]), np.stack([d])]
+    cands = recurring.candidates(recurring.hash32(s) for s in shards)
+    index = recurring.RecurringIndex(cands)
+    primes = [index.prime(s) for s in shards]
+    assert [p.tolist() for p in primes] == [[], [a.tolist()],
+                                           [b.tolist(), c.tolist(), a.tolist()], [d.tolist()]]
+    assert len(index) == 4 and recurring.candidates([]).size == 0
+
+
+def test_resume_and_replay_block_use_the_index(corpus, tmp_path):
+    path, chain = corpus
+    truth = reference(chain)
+    opts = ShadowOptions(corpus=str(path), run_dir=str(tmp_path / "run"),
+                         results=str(tmp_path / "r.parquet"), quiet=True)
+    calls = []
+
+    def stop(run):
+        calls.append(run.blocks_done)
+        if run.blocks_done == 30:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        ShadowRun(opts).execute(on_shard=stop)
+    result = ShadowRun(ShadowOptions(**{**opts.__dict__, "resume": True})).execute()
+    assert result.exit_code == 0 and calls[-1] == 30
+    assert np.array_equal(_statuses(tmp_path), truth)
+    run = ShadowRun(ShadowOptions(corpus=str(path), run_dir=str(tmp_path / "rep"),
+                                  quiet=True))
+    for block in (9, 10, 11, 19, 40, 42, 50, 59):
+        records, outputs = run.replay_block(block)
+        assert records == []
+        assert outputs["validate"] == {"legacy": int(truth[block]),
+                                       "refactored": int(truth[block])}, block
