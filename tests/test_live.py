@@ -25,6 +25,7 @@ from parity.server import ParityServer
 from parity.shadow import ShadowOptions, ShadowRun
 from parity.state import ModeState
 from tests.conftest import ROOT
+from tests.servers import get_json
 
 LOCAL = ("file", "row", "replay")
 
@@ -291,6 +292,13 @@ class ServerProcess:
         self.proc.stderr.close()
 
 
+def _blocks(url: str) -> int:
+    try:
+        return int(get_json(url + "/chain")["blocks"])  # type: ignore[index]
+    except OSError:
+        return -1
+
+
 @pytest.mark.slow
 def test_sigkill_ten_times_while_feeding(big, tmp_path):
     from parity.feed import Client
@@ -313,12 +321,21 @@ def test_sigkill_ten_times_while_feeding(big, tmp_path):
     t.start()
     rng = random.Random(3)
     acknowledged_at_kill = []
+    acknowledged = 0
     try:
         for _ in range(10):
-            if done.wait(rng.uniform(0.3, 1.2)):
+            # kill only after the feed got on (>= 300 more blocks, or it ended): the kills
+            # then land across the corpus whatever the host's speed, so replays of
+            # commitments acknowledged before a kill cross it
+            deadline = time.monotonic() + 120
+            while not done.is_set() and _blocks(server.url) < acknowledged + 300:
+                assert time.monotonic() < deadline, "the feed made no progress"
+                time.sleep(0.02)
+            if done.wait(rng.uniform(0.0, 0.2)):
                 break
             server.kill()
-            acknowledged_at_kill.append(server.start()["blocks"])
+            acknowledged = server.start()["blocks"]
+            acknowledged_at_kill.append(acknowledged)
     finally:
         t.join(timeout=300)
         alive = server.proc.poll() is None  # never left down: restarted after every kill
