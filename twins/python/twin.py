@@ -118,7 +118,7 @@ class Twin:
         self.segment = None
         name, n = path.tobytes().decode(), int(size[0])
         if os.path.getsize(name) < n:
-            raise ValueError(f"{name} is smaller than {n} bytes")
+            raise ValueError(f"size {n} is larger than the file {name}")
         self.segment = np.memmap(name, np.uint8, mode="r", shape=(n,)) if n else np.zeros(0, np.uint8)
         return []
 
