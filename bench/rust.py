@@ -51,15 +51,22 @@ def _median_seconds(fn: Callable[[], np.ndarray], rounds: int, check: np.ndarray
     return statistics.median(times)
 
 
-def _timing(twin: ProcessTwin, op: str) -> dict[str, int]:
+def _timing(twin: ProcessTwin, op: str, seen: int) -> tuple[dict[str, int], int]:
     """The twin's timing line for its last ``op`` request (``PARITY_TWIN_TIMING=1``: ``ns``,
-    ``read_ns``, ``write_ns``), from the stderr file the client keeps."""
+    ``read_ns``, ``write_ns``) from the stderr file the client keeps, once there are more
+    than ``seen`` such lines (the twin writes it just after the reply); and their count."""
     assert twin._stderr is not None
-    twin._stderr.seek(0)
-    lines = [x for x in twin._stderr.read().decode().splitlines()
-             if x.startswith(f"parity-twin-timing op={op} ")]
+    deadline = time.monotonic() + 10.0
+    while True:
+        twin._stderr.seek(0)
+        text = twin._stderr.read().decode()
+        lines = [x for x in text[:text.rfind("\n") + 1].splitlines()
+                 if x.startswith(f"parity-twin-timing op={op} ")]
+        if len(lines) > seen or time.monotonic() > deadline:
+            break
+        time.sleep(0.001)
     fields = dict(f.split("=", 1) for f in lines[-1].split()[1:])
-    return {k: int(v) for k, v in fields.items() if k != "op"}
+    return {k: int(v) for k, v in fields.items() if k != "op"}, len(lines)
 
 
 def _rust(op: str, args: tuple[np.ndarray, ...], check: np.ndarray, rounds: int, overlap: bool,
@@ -73,11 +80,12 @@ def _rust(op: str, args: tuple[np.ndarray, ...], check: np.ndarray, rounds: int,
         with ProcessTwin(str(RUST_TWIN), timeout=600.0) as twin:
             call = twin.hash_headers if op == "header_hash" else twin.merkle_roots
             call(*args)  # warm-up: page faults, buffers, the segment attached
+            seen = _timing(twin, op, 0)[1]
             for _ in range(rounds):
                 t0 = time.perf_counter_ns()
                 out = call(*args)
                 walls.append(time.perf_counter_ns() - t0)
-                t = _timing(twin, op)
+                t, seen = _timing(twin, op, seen)
                 own.append(t["ns"])
                 reads.append(t["read_ns"])
                 writes.append(t["write_ns"])
