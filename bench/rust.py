@@ -4,14 +4,17 @@ hashes and merkle roots over one shard, and what the process boundary costs.
     python -m bench.rust [--blocks 100000] [--ids-per-block 16] [--rounds 7] [--json PATH]
 
 Per function, on one thread: legacy (``--legacy-rounds``, default 1: it is slow), JIT
-(after a warm-up) and the Rust twin through the process-twin protocol, one process for all
-rounds (the first request is a warm-up). For the Rust twin two times are taken per round:
-the request's wall time at the client (encode, pipe, the twin, the reply, decode) and the
-twin's own time as it reports it with ``PARITY_TWIN_TIMING=1`` (argument checks and
-compute, including the hashing it does while the request still arrives). The boundary is
-their difference, the overhead that difference over the twin's own time (target: at most
-10% at 100,000-block shards). Both of the twin's ways are measured: hashing after the
-whole request arrived (its default) and hashing headers and ids as they arrive
+(after a warm-up) and the Rust twin through the harness's own client
+(:class:`parity.proctwin.ProcessTwin`, as ``--refactored exec:...`` runs it), one process
+for all rounds (the first request is a warm-up). For the Rust twin two times are taken per
+round: the call's wall time at the client (argument checks, copying into shared memory or
+writing the pipe, the twin, the reply, its checks) and the twin's own time as it reports
+it with ``PARITY_TWIN_TIMING=1`` (argument checks and compute, including the hashing it
+does while the request still arrives). The boundary is their difference, the overhead
+that difference over the twin's own time (target: at most 10% at 100,000-block shards).
+Three ways are measured: the shared-memory transport (the default, twins/PROTOCOL.md
+"Shared memory"), the pipe alone (``PARITY_TWIN_SHM=0``) with the twin hashing after the
+whole request arrived, and the pipe with hashing as the headers and ids arrive
 (``PARITY_TWIN_OVERLAP=1``).
 Figures are medians over the rounds; every result is checked against legacy's.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -30,7 +34,11 @@ import numpy as np
 import kernels.jit as jit
 import kernels.legacy as legacy
 from bench import data
-from tests.twin_client import RUST_TWIN, TwinProcess
+from parity import twinshm
+from parity.proctwin import ProcessTwin
+from tests.twin_client import RUST_TWIN
+
+WAYS = {"rust_shm": (False, True), "rust": (False, False), "rust_overlap": (True, False)}
 
 
 def _median_seconds(fn: Callable[[], np.ndarray], rounds: int, check: np.ndarray) -> float:
@@ -43,23 +51,52 @@ def _median_seconds(fn: Callable[[], np.ndarray], rounds: int, check: np.ndarray
     return statistics.median(times)
 
 
+def _timing(twin: ProcessTwin, op: str, seen: int) -> tuple[dict[str, int], int]:
+    """The twin's timing line for its last ``op`` request (``PARITY_TWIN_TIMING=1``: ``ns``,
+    ``read_ns``, ``write_ns``) from the stderr file the client keeps, once there are more
+    than ``seen`` such lines (the twin writes it just after the reply); and their count."""
+    assert twin._stderr is not None
+    deadline = time.monotonic() + 10.0
+    while True:
+        twin._stderr.seek(0)
+        text = twin._stderr.read().decode()
+        lines = [x for x in text[:text.rfind("\n") + 1].splitlines()
+                 if x.startswith(f"parity-twin-timing op={op} ")]
+        if len(lines) > seen or time.monotonic() > deadline:
+            break
+        time.sleep(0.001)
+    fields = dict(f.split("=", 1) for f in lines[-1].split()[1:])
+    return {k: int(v) for k, v in fields.items() if k != "op"}, len(lines)
+
+
 def _rust(op: str, args: tuple[np.ndarray, ...], check: np.ndarray, rounds: int, overlap: bool,
-          pipe_size: int) -> dict:
-    env = {"PARITY_TWIN_TIMING": "1", "PARITY_TWIN_OVERLAP": "1" if overlap else "0"}
+          shm: bool) -> dict:
+    env = {"PARITY_TWIN_TIMING": "1", "PARITY_TWIN_OVERLAP": "1" if overlap else "0",
+           twinshm.ENV: "1" if shm else "0"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the twin process and the client read them at the start
     walls, own, reads, writes = [], [], [], []
-    with TwinProcess([RUST_TWIN], env=env, pipe_size=pipe_size) as twin:
-        twin.request(op, *args)  # warm-up: page faults, buffers
-        twin.timing()
-        for _ in range(rounds):
-            t0 = time.perf_counter_ns()
-            (out,) = twin.request(op, *args)
-            walls.append(time.perf_counter_ns() - t0)
-            t = twin.timing()
-            own.append(t["ns"])
-            reads.append(t["read_ns"])
-            writes.append(t["write_ns"])
-            assert np.array_equal(out, check), f"Rust {op} differs from legacy"
-        assert twin.close() == 0, twin.stderr
+    try:
+        with ProcessTwin(str(RUST_TWIN), timeout=600.0) as twin:
+            call = twin.hash_headers if op == "header_hash" else twin.merkle_roots
+            call(*args)  # warm-up: page faults, buffers, the segment attached
+            seen = _timing(twin, op, 0)[1]
+            for _ in range(rounds):
+                t0 = time.perf_counter_ns()
+                out = call(*args)
+                walls.append(time.perf_counter_ns() - t0)
+                t, seen = _timing(twin, op, seen)
+                own.append(t["ns"])
+                reads.append(t["read_ns"])
+                writes.append(t["write_ns"])
+                assert np.array_equal(out, check), f"Rust {op} differs from legacy"
+            assert (twin._segment is not None) == shm, "shared memory not used as asked"
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     boundary = [w - o for w, o in zip(walls, own)]
     return {"wall_seconds": statistics.median(walls) / 1e9,
             "own_seconds": statistics.median(own) / 1e9,
@@ -70,8 +107,8 @@ def _rust(op: str, args: tuple[np.ndarray, ...], check: np.ndarray, rounds: int,
             "twin_write_seconds": statistics.median(writes) / 1e9}
 
 
-def run(blocks: int = 100_000, ids_per_block: int = 16, rounds: int = 7, legacy_rounds: int = 1,
-        pipe_size: int = 0) -> dict:
+def run(blocks: int = 100_000, ids_per_block: int = 16, rounds: int = 7, legacy_rounds: int = 1
+        ) -> dict:
     if not RUST_TWIN.exists():
         raise SystemExit(f"{RUST_TWIN} is missing: run `make rust-twin`")
     numba.set_num_threads(1)
@@ -80,7 +117,7 @@ def run(blocks: int = 100_000, ids_per_block: int = 16, rounds: int = 7, legacy_
     work = {"header_hash": ((headers,), legacy.hash_headers, jit.hash_headers),
             "merkle_root": ((ids, offsets), legacy.merkle_roots, jit.merkle_roots)}
     out: dict = {"blocks": blocks, "ids_per_block": ids_per_block, "rounds": rounds,
-                 "pipe_size": pipe_size, "functions": {}}
+                 "functions": {}}
     for op, (args, lg, jt) in work.items():
         t0 = time.perf_counter()
         check = lg(*args)  # the reference every other result is checked against
@@ -91,10 +128,9 @@ def run(blocks: int = 100_000, ids_per_block: int = 16, rounds: int = 7, legacy_
         legacy_s = statistics.median(legacy_times)
         jt(*args)  # compilation or cache load
         jit_s = _median_seconds(lambda jt=jt, args=args: jt(*args), rounds, check)
-        out["functions"][op] = {
-            "legacy_seconds": legacy_s, "jit_seconds": jit_s,
-            "rust": _rust(op, args, check, rounds, False, pipe_size),
-            "rust_overlap": _rust(op, args, check, rounds, True, pipe_size)}
+        out["functions"][op] = {"legacy_seconds": legacy_s, "jit_seconds": jit_s}
+        for way, (overlap, shm) in WAYS.items():
+            out["functions"][op][way] = _rust(op, args, check, rounds, overlap, shm)
     return out
 
 
@@ -102,14 +138,16 @@ def markdown(r: dict) -> str:
     lines = [f"Rust twin, {r['blocks']:,} blocks ({r['ids_per_block']} ids a block for merkle "
              f"roots), medians of {r['rounds']} rounds, one thread:", "",
              "| function | legacy s | JIT s | Rust wall s | Rust own s | boundary s | "
-             "boundary / own | overlapped: wall s, own s, boundary / own |",
-             "|---|---:|---:|---:|---:|---:|---:|---|"]
+             "boundary / own | pipe: wall s, own s, boundary / own | pipe, overlapped: "
+             "wall s, own s, boundary / own |",
+             "|---|---:|---:|---:|---:|---:|---:|---|---|"]
     for op, f in r["functions"].items():
-        a, b = f["rust"], f["rust_overlap"]
+        a, b, c = f["rust_shm"], f["rust"], f["rust_overlap"]
         lines.append(f"| {op} | {f['legacy_seconds']:.3f} | {f['jit_seconds']:.4f} | "
                      f"{a['wall_seconds']:.4f} | {a['own_seconds']:.4f} | "
                      f"{a['boundary_seconds']:.4f} | {a['overhead']:.1%} | "
-                     f"{b['wall_seconds']:.4f}, {b['own_seconds']:.4f}, {b['overhead']:.1%} |")
+                     f"{b['wall_seconds']:.4f}, {b['own_seconds']:.4f}, {b['overhead']:.1%} | "
+                     f"{c['wall_seconds']:.4f}, {c['own_seconds']:.4f}, {c['overhead']:.1%} |")
     return "\n".join(lines) + "\n"
 
 
@@ -120,11 +158,9 @@ def main() -> int:
     ap.add_argument("--ids-per-block", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--legacy-rounds", type=int, default=1)
-    ap.add_argument("--pipe-size", type=int, default=0,
-                    help="F_SETPIPE_SZ for the twin's stdin and stdout (0: the system's default)")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
-    r = run(args.blocks, args.ids_per_block, args.rounds, args.legacy_rounds, args.pipe_size)
+    r = run(args.blocks, args.ids_per_block, args.rounds, args.legacy_rounds)
     if args.json:
         args.json.write_text(json.dumps(r, indent=2))
     print(markdown(r))

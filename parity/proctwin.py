@@ -10,7 +10,9 @@ reply raises :class:`TwinProcessError` and keeps the process; an exit, a timeout
 short or malformed reply or arrays of the wrong dtype or shape raise it too and stop
 the process, which the next request starts again. Pickled, a twin is its command:
 each process (a Dask worker's task) starts its own. Every process is stopped by
-:meth:`ProcessTwin.close` (the engines call it) or at interpreter exit.
+:meth:`ProcessTwin.close` (the engines call it) or at interpreter exit. A twin whose
+``hello`` offers ``shm`` gets the large arrays of large requests in shared memory
+(:mod:`parity.twinshm`; ``PARITY_TWIN_SHM=0`` keeps them in the pipe).
 """
 from __future__ import annotations
 
@@ -30,8 +32,9 @@ from typing import IO, Any, NoReturn
 
 import numpy as np
 
+from parity import twinshm
 from parity.errors import ParityError
-from parity.framing import FrameError, decode_reply, request_parts
+from parity.framing import FrameError, decode_reply, place, request_parts
 
 DEFAULT_TIMEOUT = 60.0
 TIMEOUT_ROWS = 100_000     # the timeout is per this many rows of a request
@@ -119,6 +122,8 @@ class ProcessTwin:
         self._generation = 0
         self._functions: tuple[str, ...] | None = None
         self._freed: list[tuple[int, int]] = []
+        self._shm: tuple[int, int] | None = None  # its thresholds, if the process offered it
+        self._segment: twinshm.Segment | None = None  # attached to the current process
         self._lock = threading.RLock()
         _LIVE.add(self)
 
@@ -206,7 +211,7 @@ class ProcessTwin:
                 raise TwinProcessError(f"{self.label}: {op}: its replay state was lost when "
                                        "the process stopped")
             self._send_frees()
-            reply = self._exchange(op, arrays, rows)
+            reply = self._exchange(op, arrays, rows, placed=self._place(arrays))
             if reply.status == 1:
                 raise TwinProcessError(f"{self.label}: {op}: the twin's error: "
                                        f"{reply.message}")
@@ -215,12 +220,44 @@ class ProcessTwin:
                 self._fail(op, wrong)
             return reply.arrays
 
+    def _place(self, arrays: Sequence[np.ndarray]) -> dict[int, int]:
+        """Copy the large arrays of a large request to the shared segment (attaching a
+        new, larger one first when needed) and return their numbers and offsets; none
+        without the transport, or when the segment cannot be made or attached."""
+        if self._shm is None or sum(a.nbytes for a in arrays) < self._shm[0]:
+            return {}
+        placed, needed = place(arrays, self._shm[1])
+        if self._segment is None or self._segment.size < needed:
+            if self._segment is not None:
+                self._segment.close()
+                self._segment = None
+            try:
+                segment = twinshm.Segment(twinshm.segment_size(needed))
+            except OSError:  # /dev/shm full or not writable: the pipe then
+                self._shm = None
+                return {}
+            try:
+                path = np.frombuffer(os.fsencode(segment.path), np.uint8)
+                reply = self._exchange("shm_attach", [path, np.array([segment.size], _U64)], 1)
+            except BaseException:
+                segment.close()
+                raise
+            finally:
+                segment.unlink()  # mapped by both sides now (or never): the name can go
+            if reply.status == 1 or reply.arrays:  # it cannot map it: the pipe then
+                segment.close()
+                self._shm = None
+                return {}
+            self._segment = segment
+        self._segment.write(arrays, placed)
+        return placed
+
     def _exchange(self, op: str, arrays: Sequence[np.ndarray], rows: int,
-                  at_least: float = 0.0) -> Any:
+                  at_least: float = 0.0, placed: dict[int, int] | None = None) -> Any:
         limit = max(at_least, self.timeout * max(1.0, rows / TIMEOUT_ROWS))
         deadline = time.monotonic() + limit
         try:
-            self._write(request_parts(op, arrays), deadline)
+            self._write(request_parts(op, arrays, placed), deadline)
             # a reply holds at most 32 bytes a row: a larger array is garbage, not a wait
             return decode_reply(lambda n: self._read(n, deadline), max(1 << 20, 64 * rows))
         except TimeoutError:
@@ -296,10 +333,14 @@ class ProcessTwin:
         reply = self._exchange("hello", [], 1, STARTUP_TIMEOUT)
         if reply.status == 1:
             self._fail("hello", f"the twin's error: {reply.message}")
-        if len(reply.arrays) != 1 or reply.arrays[0].dtype != _U8 or reply.arrays[0].ndim != 1:
-            self._fail("hello", "the reply is not one uint8[L] array")
-        names = bytes(reply.arrays[0]).decode("ascii", errors="replace")
-        self._functions = tuple(n.strip() for n in names.split(",") if n.strip())
+        if not 1 <= len(reply.arrays) <= 2 or any(a.dtype != _U8 or a.ndim != 1
+                                                  for a in reply.arrays):
+            self._fail("hello", "the reply is not one or two uint8[L] arrays")
+        names, *extras = (bytes(a).decode("ascii", errors="replace").split(",")
+                          for a in reply.arrays)
+        self._functions = tuple(n.strip() for n in names if n.strip())
+        offered = "shm" in {x.strip() for x in (extras or [[]])[0]}
+        self._shm = twinshm.thresholds() if offered else None
 
     def _wait_exit(self, seconds: float = 0.5) -> int | None:
         if self._proc is None:
@@ -331,6 +372,9 @@ class ProcessTwin:
 
     def _stop(self, kill: bool) -> None:
         proc, self._proc = self._proc, None
+        segment, self._segment, self._shm = self._segment, None, None
+        if segment is not None:
+            segment.close()
         if proc is not None:
             if proc.stdin is not None:
                 try:

@@ -9,12 +9,15 @@ from hypothesis.extra import numpy as hnp
 
 from parity.framing import (
     DTYPES,
+    SHM_ALIGN,
+    SHM_FLAG,
     FrameError,
     buffer_reader,
     decode_reply,
     decode_request,
     encode_reply,
     encode_request,
+    place,
 )
 from tests.profiles import examples
 
@@ -92,3 +95,58 @@ def test_every_truncation_is_a_short_frame(arrays, data):
 def test_malformed_replies(frame, what):
     with pytest.raises(FrameError, match=what):
         decode_reply(buffer_reader(frame), max_bytes=1 << 30)
+
+
+# -- the shared-memory form (PROTOCOL.md, "Shared memory") ---------------------------------
+
+def _segment_for(arrays, placed, size):
+    segment = np.zeros(size, np.uint8)
+    for k, off in placed.items():
+        raw = np.ascontiguousarray(arrays[k]).reshape(-1).view(np.uint8)
+        segment[off:off + raw.size] = raw
+    return segment
+
+
+@settings(max_examples=examples(200))
+@given(OPS, st.lists(ARRAYS, max_size=6), st.integers(0, 64), st.integers(0, 200))
+def test_shared_memory_round_trip(op, arrays, min_array, slack):
+    placed, needed = place(arrays, min_array)
+    assert sorted(placed) == [k for k, a in enumerate(arrays) if a.nbytes >= min_array]
+    spans = sorted((off, off + arrays[k].nbytes) for k, off in placed.items())
+    for off, end in spans:
+        assert off % SHM_ALIGN == 0 and end <= needed
+    assert all(a_end <= b_off for (_, a_end), (b_off, _) in zip(spans, spans[1:]))
+    data = encode_request(op, arrays, placed)
+    # a placed array sends its offset (8 bytes) instead of its data
+    assert len(data) == len(encode_request(op, arrays)) + sum(
+        8 - arrays[k].nbytes for k in placed)
+    read = buffer_reader(data)
+    got_op, got = decode_request(read, segment=_segment_for(arrays, placed, needed + slack))
+    assert got_op == op
+    _same(arrays, got)
+    with pytest.raises(FrameError):
+        read(1)
+
+
+@settings(max_examples=examples(200))
+@given(st.sampled_from(list(DTYPES.values())), st.integers(1, 50), st.integers(0, 4096),
+       st.integers(0, 4096))
+def test_shared_memory_offsets_out_of_range_or_unaligned_are_refused(dt, n, offset, size):
+    a = np.zeros(n, dt)
+    data = encode_request("header_hash", [a], {0: offset})
+    segment = np.zeros(size, np.uint8)
+    fits = offset % SHM_ALIGN == 0 and offset + a.nbytes <= size
+    if fits:
+        _same([a], decode_request(buffer_reader(data), segment=segment)[1])
+    else:
+        with pytest.raises(FrameError, match="shared-memory"):
+            decode_request(buffer_reader(data), segment=segment)
+    with pytest.raises(FrameError, match="no segment is attached"):
+        decode_request(buffer_reader(data))
+
+
+def test_shared_memory_array_layout():
+    a = np.arange(6, dtype="<u4").reshape(2, 3)
+    data = encode_request("x", [a], {0: 128})
+    assert data == (b"PTWQ\x01\x00x" + struct.pack("<I", 1)
+                    + struct.pack("<BBQQQ", 2 | SHM_FLAG, 2, 2, 3, 128))

@@ -80,7 +80,8 @@ def _new_state(twin: TwinProcess) -> int:
 
 
 def test_hello_lists_what_it_implements(twin):
-    (names,) = twin.request("hello")
+    names, features = twin.request("hello")
+    assert features.tobytes() == b"shm"  # twins/PROTOCOL.md, "Shared memory"
     listed = names.tobytes().decode().split(",")
     assert listed == ["header_hash", "merkle_root", "commitment", "validate"]
     assert set(listed) <= set(FUNCTIONS)
@@ -244,7 +245,7 @@ def test_bad_requests_get_status_1_and_the_twin_keeps_serving(twin, op, arrays, 
     with pytest.raises(TwinError) as err:
         twin.request(op, *arrays)
     assert message in str(err.value)
-    (names,) = twin.request("hello")
+    names, _ = twin.request("hello")
     assert names.tobytes().startswith(b"header_hash")
 
 

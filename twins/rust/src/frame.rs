@@ -2,9 +2,13 @@
 //!
 //! Every integer is little-endian. A request is `"PTWQ" u16 op_len op u32 n_arrays array*`,
 //! a reply `"PTWR" u8 status` then either `u32 n_arrays array*` or `u32 msg_len msg`.
+//! A request array whose dtype byte has `SHM_FLAG` carries a `u64` offset into the
+//! attached shared-memory segment in place of its data ("Shared memory").
 
 use std::fmt;
 use std::io::{self, Read, Write};
+use std::ops::Deref;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 const REQUEST_MAGIC: &[u8; 4] = b"PTWQ";
@@ -13,6 +17,29 @@ const REPLY_MAGIC: &[u8; 4] = b"PTWR";
 const MAX_ARRAYS: u32 = 1024;
 /// The largest array accepted (bytes); a larger one is refused rather than allocated.
 const MAX_ARRAY_BYTES: u64 = 1 << 36;
+/// In a request array's dtype byte: the data is in the shared-memory segment.
+const SHM_FLAG: u8 = 0x80;
+/// Offsets into the segment are multiples of this.
+const SHM_ALIGN: u64 = 64;
+
+use crate::shm::Segment;
+
+/// An array's bytes: received from the pipe, or a range of the attached segment (kept
+/// mapped while the array lives).
+pub enum Data {
+    Owned(Vec<u8>),
+    Shared(Rc<Segment>, usize, usize),
+}
+
+impl Deref for Data {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Data::Owned(v) => v,
+            Data::Shared(seg, start, end) => &seg.bytes()[*start..*end],
+        }
+    }
+}
 
 /// The element types of the protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,13 +128,13 @@ impl Early {
 pub struct Array {
     pub dtype: Dtype,
     pub dims: Vec<u64>,
-    pub data: Vec<u8>,
+    pub data: Data,
     pub early: Option<Early>,
 }
 
 impl Array {
     pub fn new(dtype: Dtype, dims: Vec<u64>, data: Vec<u8>) -> Array {
-        Array { dtype, dims, data, early: None }
+        Array { dtype, dims, data: Data::Owned(data), early: None }
     }
 
     /// The shape as numpy prints it, e.g. `uint8[3,276]`.
@@ -209,7 +236,10 @@ impl Pool {
 
     /// Keeps the data of `arrays` for later requests.
     pub fn give(&mut self, arrays: Vec<Array>) {
-        self.0.extend(arrays.into_iter().map(|a| a.data).filter(|d| d.capacity() >= Self::MIN_KEPT));
+        self.0.extend(arrays.into_iter().filter_map(|a| match a.data {
+            Data::Owned(d) if d.capacity() >= Self::MIN_KEPT => Some(d),
+            _ => None,
+        }));
         self.0.sort_by_key(|v| std::cmp::Reverse(v.capacity()));
         self.0.truncate(Self::MAX_KEPT);
     }
@@ -251,10 +281,26 @@ fn read_bytes<R: Read>(input: &mut R, len: u64, pool: &mut Pool, mut early: Opti
     Ok(Some(data))
 }
 
-/// Array `k`, or `None` when its data did not fit memory (and was dropped).
-fn read_array<R: Read>(input: &mut R, op: &[u8], k: u32, pool: &mut Pool, plan: Plan)
-                       -> Result<Option<Array>, FrameError> {
-    let code = read_u8(input)?;
+/// The range `offset..offset + size` of `segment`, or why it is not one (this request's
+/// error: the frame itself was read whole).
+fn shared(segment: Option<&Rc<Segment>>, k: u32, offset: u64, size: u64) -> Result<Data, String> {
+    let seg = segment.ok_or_else(|| format!("array {} is in shared memory but none is attached", k))?;
+    let len = seg.bytes().len() as u64;
+    match offset.checked_add(size) {
+        Some(end) if offset % SHM_ALIGN == 0 && end <= len => {
+            Ok(Data::Shared(Rc::clone(seg), offset as usize, end as usize))
+        }
+        _ => Err(format!("array {}: bytes {}..+{} are not an aligned range of the {}-byte segment",
+                         k, offset, size, len)),
+    }
+}
+
+/// Array `k`, or why it was not kept (its data did not fit memory and was dropped, or
+/// its shared-memory range is wrong).
+fn read_array<R: Read>(input: &mut R, op: &[u8], k: u32, pool: &mut Pool, plan: Plan,
+                       segment: Option<&Rc<Segment>>) -> Result<Result<Array, String>, FrameError> {
+    let flagged = read_u8(input)?;
+    let code = flagged & !SHM_FLAG;
     let dtype = Dtype::from_code(code)
         .ok_or_else(|| FrameError::Malformed(format!("array {}: unknown dtype {}", k, code)))?;
     let ndim = read_u8(input)?;
@@ -267,6 +313,10 @@ fn read_array<R: Read>(input: &mut R, op: &[u8], k: u32, pool: &mut Pool, plan: 
             FrameError::Malformed(format!("array {}: more than {} bytes", k, MAX_ARRAY_BYTES))
         })?;
     }
+    if flagged & SHM_FLAG != 0 {
+        let offset = read_u64(input)?;
+        return Ok(shared(segment, k, offset, size).map(|data| Array { dtype, dims, data, early: None }));
+    }
     let mut early = plan(op, k, dtype, &dims).map(|(item, hash)| Early {
         item,
         hash,
@@ -274,13 +324,15 @@ fn read_array<R: Read>(input: &mut R, op: &[u8], k: u32, pool: &mut Pool, plan: 
         elapsed: Duration::ZERO,
     });
     let data = read_bytes(input, size, pool, early.as_mut())?;
-    Ok(data.map(|data| Array { dtype, dims, data, early }))
+    Ok(data.map(|data| Array { dtype, dims, data: Data::Owned(data), early })
+        .ok_or_else(|| format!("array {} does not fit memory", k)))
 }
 
 /// The next request, or `None` when the input ends between requests; its arrays are
 /// received in buffers of `pool` when it has some large enough, and hashed item by item
-/// as they arrive where `plan` says so.
-pub fn read_request<R: Read>(input: &mut R, pool: &mut Pool, plan: Plan) -> Result<Option<Request>, FrameError> {
+/// as they arrive where `plan` says so; flagged arrays are ranges of `segment`.
+pub fn read_request<R: Read>(input: &mut R, pool: &mut Pool, plan: Plan, segment: Option<&Rc<Segment>>)
+                             -> Result<Option<Request>, FrameError> {
     let mut magic = [0u8; 4];
     let mut filled = 0;
     while filled < magic.len() {
@@ -306,9 +358,9 @@ pub fn read_request<R: Read>(input: &mut R, pool: &mut Pool, plan: Plan) -> Resu
     let mut arrays = Vec::with_capacity(n_arrays as usize);
     let mut refused = None;
     for k in 0..n_arrays {
-        match read_array(input, &op, k, pool, plan)? {
-            Some(a) => arrays.push(a),
-            None => refused = Some(format!("array {} does not fit memory", k)),
+        match read_array(input, &op, k, pool, plan, segment)? {
+            Ok(a) => arrays.push(a),
+            Err(why) => refused = refused.or(Some(why)),
         }
     }
     Ok(Some(Request { op, arrays, refused, started }))

@@ -8,13 +8,15 @@
 //! `write_ns` writing the reply, so a client can tell the twin's own cost from the
 //! process boundary's. With `PARITY_TWIN_OVERLAP=1` it hashes the headers of `header_hash`
 //! and the ids of `merkle_root` in 1 MiB pieces as they arrive, overlapping the work with
-//! the transfer; by default it waits for the whole request.
+//! the transfer; by default it waits for the whole request. It offers the shared-memory
+//! transport (`shm` in `hello`): arrays read from there are hashed after the request.
 
 mod frame;
 mod header;
 mod merkle;
 mod ops;
 mod reveal;
+mod shm;
 mod validate;
 
 use std::io::{self, BufReader, BufWriter, Write};
@@ -34,7 +36,7 @@ fn main() -> ExitCode {
     let mut twin = ops::Twin::default();
     let mut pool = frame::Pool::default();
     loop {
-        let mut req = match frame::read_request(&mut input, &mut pool, plan) {
+        let mut req = match frame::read_request(&mut input, &mut pool, plan, twin.segment.as_ref()) {
             Ok(Some(req)) => req,
             Ok(None) => return ExitCode::SUCCESS,
             Err(e) => {

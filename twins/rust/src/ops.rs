@@ -4,10 +4,14 @@
 use crate::frame::{Array, Dtype, ItemHash, Request};
 use crate::header::{self, HEADER_SIZE};
 use crate::merkle;
+use crate::shm::Segment;
+use std::rc::Rc;
 use crate::validate::{self, Blocks, Parent, ReplayStates};
 
 /// The compared functions this twin implements, as `hello` lists them.
 pub const FUNCTIONS: &str = "header_hash,merkle_root,commitment,validate";
+/// The transport features `hello` offers (its second array).
+pub const FEATURES: &str = "shm";
 
 type Reply = Result<Vec<Array>, String>;
 
@@ -35,10 +39,11 @@ fn item_hashes(a: &mut Array, item: ItemHash, size: usize) -> Result<Vec<u8>, St
     }
 }
 
-/// A twin's state across requests: its replay states.
+/// A twin's state across requests: its replay states and the attached shared memory.
 #[derive(Default)]
 pub struct Twin {
     replay: ReplayStates,
+    pub segment: Option<Rc<Segment>>,
 }
 
 fn arity(arrays: &[Array], op: &str, want: usize) -> Result<(), String> {
@@ -178,7 +183,17 @@ impl Twin {
             "hello" => {
                 arity(a, op, 0)?;
                 let names = FUNCTIONS.as_bytes().to_vec();
-                Ok(vec![Array::new(Dtype::U8, vec![names.len() as u64], names)])
+                let features = FEATURES.as_bytes().to_vec();
+                Ok(vec![Array::new(Dtype::U8, vec![names.len() as u64], names),
+                        Array::new(Dtype::U8, vec![features.len() as u64], features)])
+            }
+            "shm_attach" => {
+                arity(a, op, 2)?;
+                let path = shaped(&a[0], "path", Dtype::U8, &[None], "uint8[L]")?;
+                let size = shaped(&a[1], "size", Dtype::U64, &[Some(1)], "uint64[1]")?.u64s()[0];
+                self.segment = None; // the old mapping goes once no array holds it
+                self.segment = Some(Rc::new(Segment::open(&path.data, size)?));
+                Ok(vec![])
             }
             "header_hash" => {
                 arity(a, op, 1)?;
