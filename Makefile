@@ -73,7 +73,7 @@ demo: setup ## shadow-run the built-in sample corpus and print the summary
 	$(PY) -m parity shadow corpora/sample-valid --mode shadow --report out/demo-report.json --results out/demo-results.parquet --run-dir out/demo-run --force
 	$(PY) -m parity shadow corpora/sample-faults --mode shadow --report out/demo-faults-report.json --run-dir out/demo-faults-run --force
 
-bench: setup ## full benchmark suite: JSON, Markdown table and PNG plots under bench/results
+bench: setup rust-twin ## full benchmark suite: JSON, Markdown table and PNG plots under bench/results
 	$(PY) -m bench.run --out bench/results
 
 bench-ci: setup ## CI speed gate: per-function floors, faulty-corpus validation, figures in bench/results/gate.json

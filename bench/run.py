@@ -27,9 +27,12 @@ def run_suite(out: Path, sizes: str) -> list[dict]:
     rows = []
     for b in json.loads(raw.read_text())["benchmarks"]:
         e = b["extra_info"]
+        st = b["stats"]
         rows.append({"function": e["function"], "impl": e["impl"], "n": e["n"],
-                     "seconds": b["stats"]["min"], "rounds": b["stats"]["rounds"],
-                     "throughput": e["n"] / b["stats"]["min"]})
+                     "seconds": st["min"], "rounds": st["rounds"],
+                     "throughput": e["n"] / st["min"],
+                     # the spread of the repeats (error bars): interquartile range
+                     "q1_seconds": st["q1"], "q3_seconds": st["q3"]})
     return rows
 
 
@@ -50,26 +53,39 @@ def plots(rows: list[dict], extras: dict, out: Path) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     names = []
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    # one colour family per function: JIT dark and solid, legacy light and dashed
+    families = dict(zip(FUNCTIONS, ("Blues", "Oranges", "Greens", "Purples", "Greys")))
     for fn in FUNCTIONS:
-        for impl, style in (("legacy", "--"), ("jit", "-")):
-            pts = sorted((r["n"], r["throughput"]) for r in rows
-                         if r["function"] == fn and r["impl"] == impl)
-            if pts:
-                axes[0].plot(*zip(*pts), style, marker="o", label=f"{fn} {impl}")
+        cmap = plt.get_cmap(families.get(fn, "Greys"))
+        for impl, style, shade, mark in (("legacy", "--", 0.5, "s"), ("jit", "-", 0.9, "o")):
+            pts = sorted((r["n"], r) for r in rows if r["function"] == fn and r["impl"] == impl)
+            if not pts:
+                continue
+            ns = [n for n, _ in pts]
+            mid = [n / r["seconds"] for n, r in pts]
+            lo = [m - n / r.get("q3_seconds", r["seconds"]) for m, (n, r) in zip(mid, pts)]
+            hi = [n / r.get("q1_seconds", r["seconds"]) - m for m, (n, r) in zip(mid, pts)]
+            axes[0].errorbar(ns, mid, yerr=[lo, hi], fmt=style, marker=mark, color=cmap(shade),
+                             capsize=3, label=f"{fn} {impl}")
         lg = {r["n"]: r["seconds"] for r in rows if r["function"] == fn and r["impl"] == "legacy"}
         jt = {r["n"]: r["seconds"] for r in rows if r["function"] == fn and r["impl"] == "jit"}
-        pts = sorted((n, lg[n] / jt[n]) for n in lg if n in jt)
-        if pts:
-            axes[1].plot(*zip(*pts), marker="o", label=fn)
+        pts2 = sorted((n, lg[n] / jt[n]) for n in lg if n in jt)
+        if pts2:
+            axes[1].plot(*zip(*pts2), marker="o", color=cmap(0.9), label=fn)
+            for n, v in pts2:
+                axes[1].annotate(f"{v:.0f}x", (n, v), textcoords="offset points", xytext=(4, 4),
+                                 fontsize=7, color=cmap(0.9))
     axes[0].set(xscale="log", yscale="log", xlabel="batch size (items)",
-                ylabel="items per second (1 thread)", title="Throughput vs batch size")
-    axes[1].set(xscale="log", xlabel="batch size (items)", ylabel="JIT speedup over legacy",
-                title="Speedup vs batch size")
-    axes[1].axhline(2, color="red", lw=0.8, ls=":")
+                ylabel="items/s, 1 thread (bars: IQR of repeats)",
+                title="Throughput vs batch size")
+    axes[1].set(xscale="log", yscale="log", xlabel="batch size (items)",
+                ylabel="JIT speedup over legacy (best of repeats)", title="Speedup vs batch size")
+    axes[1].axhline(1, color="black", lw=0.8, ls=":", label="1x: as fast as legacy")
+    axes[1].axhline(10, color="red", lw=0.8, ls=":", label="10x: lowest CI gate floor")
     for ax in axes:
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=2 if ax is axes[0] else 1)
+        ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
     fig.savefig(out / "throughput_speedup.png", dpi=100)
     names.append("throughput_speedup.png")
@@ -145,16 +161,20 @@ def main() -> int:
               "startup": measure.startup(), "per_call": measure.per_call(),
               "per_call_overhead": e2e.per_call_overhead(), "mode3": e2e.mode3_end_to_end()}
     extras["shadow"] = [measure.shadow_run(int(b)) for b in args.shadow_blocks.split(",") if b]
-    from bench import live
+    from bench import live, rust
     extras["live"] = live.run()
+    extras["rust"] = rust.run()  # needs `make rust-twin` (make bench builds it)
     (out / "results.json").write_text(json.dumps({"machine": machine, "kernels": rows,
                                                   **extras}, indent=2))
     plots(rows, extras, out)
     from bench.live import markdown
+    from bench.rust import markdown as rust_markdown
     from bench.targets import markdown as targets
     (out / "report.md").write_text(render(rows, extras, machine) + "\n" +
                                    targets(rows, extras) + "\n" +
-                                   markdown(extras["live"]) + "\n")
+                                   markdown(extras["live"]) + "\n" +
+                                   "## Rust twin (process boundary)\n\n" +
+                                   rust_markdown(extras["rust"]) + "\n")
     print((out / "report.md").read_text())
     return 0
 
