@@ -256,7 +256,10 @@ class ShadowRun:
         self.metrics.set_mode(self.summary.mode)
         with Progress(self.m.blocks, "shadow", quiet=self.opts.quiet) as bar:
             bar.advance(sum(g.rows for g in groups[:first]))
-            for index, shard in enumerate(self.corpus.read_ahead(groups[first:]), first):
+            # reading ahead holds a second shard; it pays only when the legacy twin does not
+            # run (mode 3: reading is then a third of the work; with legacy, under 2%)
+            ahead = not self.summary.mode.runs_legacy
+            for index, shard in enumerate(self.corpus.read_ahead(groups[first:], ahead), first):
                 g = groups[index]
                 self.start_shard(shard)
                 ctx = self.context(self.summary.mode)

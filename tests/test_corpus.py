@@ -282,6 +282,8 @@ def test_read_ahead_gives_the_shards_in_order_and_raises_where_a_plain_read_woul
     assert all(np.array_equal(a.headers, b.headers) and np.array_equal(a.numbers, b.numbers)
                for a, b in zip(ahead, plain))
     assert list(corpus.read_ahead([])) == []
+    one_by_one = list(corpus.read_ahead(groups, ahead=False))
+    assert [s.start for s in one_by_one] == [s.start for s in plain]
 
     real = type(corpus).read_shard
 

@@ -110,23 +110,27 @@ class Corpus:
         return np.frombuffer(raw.buffers()[1], np.uint8)[
             raw.offset * HEADER_SIZE:(raw.offset + len(raw)) * HEADER_SIZE].reshape(-1, HEADER_SIZE)
 
-    def read_ahead(self, groups: Sequence[RowGroup]) -> Iterator[Shard]:
+    def read_ahead(self, groups: Sequence[RowGroup], ahead: bool = True) -> Iterator[Shard]:
         """The shards of ``groups`` in order, each read (and decompressed, in Arrow code
         that releases the GIL) on a thread while the caller works on the one before: at
         most two shards are held. A row group that cannot be read raises when its turn
-        comes, exactly where a plain sequential read would."""
+        comes, exactly where a plain sequential read would. ``ahead=False``: one shard
+        at a time, read when its turn comes."""
+        if not ahead:
+            yield from (self.read_shard(g) for g in groups)
+            return
         if not groups:
             return
         with ThreadPoolExecutor(1, thread_name_prefix="parity-read") as pool:
-            ahead = pool.submit(self.read_shard, groups[0])
+            pending = pool.submit(self.read_shard, groups[0])
             try:
                 for g in groups[1:]:
-                    shard = ahead.result()
-                    ahead = pool.submit(self.read_shard, g)
+                    shard = pending.result()
+                    pending = pool.submit(self.read_shard, g)
                     yield shard
-                yield ahead.result()
+                yield pending.result()
             finally:
-                ahead.cancel()
+                pending.cancel()
 
     def shards(self, first_block: int = 0) -> Iterator[Shard]:
         """Shards (one Parquet row group each) in chain order, from ``first_block`` on."""
