@@ -18,7 +18,8 @@ import kernels.legacy as legacy
 from parity import twinshm
 from parity.framing import request_parts
 from parity.proctwin import ProcessTwin, TwinProcessError
-from tests.test_proctwin import TWIN, chain, exec_twin, shadow  # noqa: F401 (a fixture)
+from tests.conftest import shadow
+from tests.test_proctwin import TWIN, exec_twin
 from tests.test_rust_twin import _binary
 from tests.twin_client import RUST_TWIN, TwinError, TwinProcess
 
@@ -60,7 +61,7 @@ def _rust() -> str:
 
 @pytest.mark.parametrize("twin", ["python", "rust"])
 @pytest.mark.parametrize("shm", ["all", "0", "1"])
-def test_twins_agree_with_legacy_on_the_public_chain(chain, tmp_path, monkeypatch,  # noqa: F811
+def test_twins_agree_with_legacy_on_the_public_chain(chain, tmp_path, monkeypatch,
                                                      segments, twin, shm, capsys):
     corpus, _, _ = chain
     monkeypatch.setenv(twinshm.ENV, shm)
@@ -74,7 +75,7 @@ def test_twins_agree_with_legacy_on_the_public_chain(chain, tmp_path, monkeypatc
         assert bool(segments) == (shm == "all")
 
 
-def test_a_twin_that_does_not_offer_it_gets_the_pipe(chain, tmp_path, monkeypatch,  # noqa: F811
+def test_a_twin_that_does_not_offer_it_gets_the_pipe(chain, tmp_path, monkeypatch,
                                                      segments, capsys):
     corpus, _, _ = chain
     monkeypatch.setenv(twinshm.ENV, "all")
