@@ -1,5 +1,6 @@
-"""A minimal client of the process-twin protocol (twins/PROTOCOL.md), for tests and the
-Rust twin's benchmark: start a twin process, send requests, read replies."""
+"""A minimal client of the process-twin protocol (twins/PROTOCOL.md) for the Rust twin's
+tests: start a twin process, send any request (also ones the harness never sends), read
+replies. The frames are the harness's own (:mod:`parity.framing`)."""
 from __future__ import annotations
 
 import fcntl
@@ -12,32 +13,27 @@ from pathlib import Path
 
 import numpy as np
 
+from parity.framing import REQUEST_MAGIC, FrameError, decode_reply, request_parts
+
 ROOT = Path(__file__).resolve().parent.parent
 
 RUST_TWIN = ROOT / "twins" / "rust" / "target" / "release" / "parity-rust-twin"
 RUST_TWIN_PLANTED = ROOT / "twins" / "rust" / "target" / "planted" / "release" / "parity-rust-twin"
-DTYPES = {1: np.dtype("<u1"), 2: np.dtype("<u4"), 3: np.dtype("<i8"), 4: np.dtype("<u8")}
-CODES = {dt: code for code, dt in DTYPES.items()}
 
 
 class TwinError(Exception):
     """A status-1 reply: the twin's own error for one request."""
 
 
-class ProtocolError(Exception):
-    """A reply that breaks the framing (short, wrong magic, bad dtype)."""
+ProtocolError = FrameError  # a reply that breaks the framing (short, wrong magic, bad dtype)
 
 
 def encode(op: str, arrays: Sequence[np.ndarray] = ()) -> list[bytes | memoryview]:
-    """A request frame as a list of buffers (large arrays are not copied)."""
+    """A request frame as a list of buffers (large arrays are not copied). The op name
+    goes as UTF-8, so a test can send a name the harness (ASCII only) never would."""
     name = op.encode()
-    parts: list[bytes | memoryview] = [b"PTWQ" + struct.pack("<H", len(name)) + name
-                                       + struct.pack("<I", len(arrays))]
-    for a in arrays:
-        a = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<"))
-        parts.append(struct.pack(f"<BB{a.ndim}Q", CODES[a.dtype], a.ndim, *a.shape))
-        parts.append(memoryview(a.reshape(-1).view(np.uint8)))
-    return parts
+    _, *arrays_parts = request_parts("", arrays)
+    return [REQUEST_MAGIC + struct.pack("<H", len(name)) + name, *arrays_parts]
 
 
 class TwinProcess:
@@ -88,22 +84,10 @@ class TwinProcess:
 
     def receive(self) -> list[np.ndarray]:
         """The next reply's arrays; ``TwinError`` for status 1."""
-        head = self._read(5)
-        if head[:4] != b"PTWR" or head[4] not in (0, 1):
-            raise ProtocolError(f"bad reply header {bytes(head)!r}")
-        (count,) = struct.unpack("<I", self._read(4))
-        if head[4] == 1:
-            raise TwinError(self._read(count).decode())
-        out = []
-        for _ in range(count):
-            code, ndim = self._read(2)
-            if code not in DTYPES:
-                raise ProtocolError(f"unknown dtype {code}")
-            dims = struct.unpack(f"<{ndim}Q", self._read(8 * ndim))
-            dt = DTYPES[code]
-            out.append(np.frombuffer(self._read(int(np.prod(dims)) * dt.itemsize), dt)
-                       .reshape(dims))
-        return out
+        reply = decode_reply(self._read)
+        if reply.status == 1:
+            raise TwinError(reply.message)
+        return reply.arrays
 
     def request(self, op: str, *arrays: np.ndarray) -> list[np.ndarray]:
         """Sends one request and reads its reply; the process is killed when the reply
