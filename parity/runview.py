@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -142,26 +143,27 @@ class CorpusBlocks:
             self._cache[key] = self.corpus.read_shard(g) if shard else self.corpus.read_headers(g)
         return self._cache[key]
 
-    def header(self, block: int) -> bytes | None:
+    def _locate(self, block: int, shard: bool) -> tuple[Any, int] | None:
+        """The headers (or the whole shard) holding ``block``, and its row there; None when
+        the block is unknown or the corpus cannot be read (the error is kept)."""
         i = self._group(block) if self.error is None else None
         if i is None:
             return None
         try:
-            headers = self._read(i, False)
+            data = self._read(i, shard)
         except (ParityError, OSError) as exc:
             self.error = str(exc)
             return None
-        return bytes(headers[block - self.groups[i].start])  # type: ignore[index]
+        return data, block - self.groups[i].start
+
+    def header(self, block: int) -> bytes | None:
+        found = self._locate(block, False)
+        return None if found is None else bytes(found[0][found[1]])
 
     def tx_count(self, block: int) -> int | None:
-        i = self._group(block) if self.error is None else None
-        if i is None:
+        found = self._locate(block, True)
+        if found is None:
             return None
-        try:
-            shard = self._read(i, True)
-        except (ParityError, OSError) as exc:
-            self.error = str(exc)
-            return None
-        r = block - self.groups[i].start
-        offsets = shard.id_offsets  # type: ignore[attr-defined]
+        shard, r = found
+        offsets = shard.id_offsets
         return int(offsets[r + 1] - offsets[r])
