@@ -40,7 +40,7 @@ def plan(mode: Mode, sampled: bool = True) -> Plan:
 
 def fallback(mode: Mode, refactored_failed: bool, legacy_ran: bool) -> bool:
     """Mode 2 runs legacy after all when refactored raised and legacy was not sampled."""
-    return mode == Mode.REFACTORED_PRIMARY and refactored_failed and not legacy_ran
+    return mode == _PRIMARY and refactored_failed and not legacy_ran
 
 
 @dataclass(frozen=True)
