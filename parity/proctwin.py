@@ -21,13 +21,12 @@ import fcntl
 import os
 import select
 import shlex
-import struct
 import subprocess
 import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import IO, Any, NoReturn
 
 import numpy as np
@@ -35,6 +34,7 @@ import numpy as np
 from parity import twinshm
 from parity.errors import ParityError
 from parity.framing import FrameError, decode_reply, place, request_parts
+from parity.twincalls import ReplayProxy, arg, check_reply, parent_bytes
 
 DEFAULT_TIMEOUT = 60.0
 TIMEOUT_ROWS = 100_000     # the timeout is per this many rows of a request
@@ -42,8 +42,9 @@ TIMEOUT_HELP = ("exec: twins: seconds a request may take, per 100,000 blocks in 
                 "least this (default %(default)s); a twin over it is stopped and counted as "
                 "failing that request")
 STARTUP_TIMEOUT = 30.0    # seconds for ``hello`` (a start loads a runtime), or the timeout
-STDERR_TAIL = 5
-PIPE_SIZE = 1 << 20            # lines of the twin's stderr quoted in an error
+STDERR_TAIL = 5           # lines of the twin's stderr quoted in an error
+PIPE_SIZE = 1 << 20       # bytes asked for each pipe (Linux's default cap for users)
+PIPELINE_ROWS = 16_384    # header_hash rows per pipelined request: a reply (512 KiB) fits
 _U8, _U32, _I64, _U64 = (np.dtype(t) for t in ("u1", "<u4", "<i8", "<u8"))
 _LIVE: weakref.WeakSet[ProcessTwin] = weakref.WeakSet()
 
@@ -52,54 +53,6 @@ class TwinProcessError(ParityError):
     """A process twin's failure on one request: names the twin, the op and what went
     wrong. The harness counts it as that twin's error (raised at start-up it is a usage
     error, exit 2)."""
-
-
-def _arg(a: Any, dtype: np.dtype, name: str) -> np.ndarray:
-    arr = np.asarray(a)
-    if arr.dtype != dtype and not np.can_cast(arr.dtype, dtype, "safe"):
-        raise TypeError(f"{name}: dtype {arr.dtype} does not fit {dtype}")
-    return np.ascontiguousarray(arr, dtype=dtype)
-
-
-def _parent(parent: Any) -> np.ndarray:
-    """``parent`` as the protocol's bytes: none, a 48-byte anchor or a 276-byte header."""
-    if parent is None:
-        return np.zeros(0, np.uint8)
-    if isinstance(parent, tuple):
-        height, digest, timestamp = parent
-        raw = struct.pack("<Q32sq", int(height), bytes(digest), int(timestamp))
-    else:
-        raw = bytes(np.asarray(parent, dtype=np.uint8).tobytes()
-                    if isinstance(parent, np.ndarray) else parent)
-    return np.frombuffer(raw, np.uint8).copy()
-
-
-class ReplayProxy:
-    """A replay state living in the twin process, named by its handle. Dropped, its
-    handle is freed with the twin's next request; deep-copied, it is cloned there."""
-
-    def __init__(self, twin: ProcessTwin, handle: int, generation: int) -> None:
-        self.twin, self.handle, self.generation = twin, handle, generation
-
-    def _h(self) -> np.ndarray:
-        return np.array([self.handle], _U64)
-
-    def update(self, commitments: Iterable[bytes]) -> None:
-        rows = [bytes(c) for c in commitments]
-        if any(len(r) != 32 for r in rows):
-            raise ValueError("a commitment is not 32 bytes")
-        arr = np.frombuffer(b"".join(rows), np.uint8).reshape(-1, 32)
-        self.twin.request("replay_update", [self._h(), arr], (), len(rows), self.generation)
-
-    def __deepcopy__(self, memo: dict) -> ReplayProxy:
-        (h,) = self.twin.request("replay_clone", [self._h()], [(_U64, (1,))], 1, self.generation)
-        return ReplayProxy(self.twin, int(h[0]), self.generation)
-
-    def __del__(self) -> None:
-        try:
-            self.twin._drop(self.generation, self.handle)
-        except Exception:  # interpreter shutdown: the process goes anyway
-            pass
 
 
 class ProcessTwin:
@@ -153,13 +106,20 @@ class ProcessTwin:
 
     # -- the twin interface -------------------------------------------------------------
     def hash_headers(self, headers: np.ndarray) -> np.ndarray:
-        h = _arg(headers, _U8, "headers")
-        return self.request("header_hash", [h], [(_U8, (len(h), 32))], len(h))[0]
+        h = arg(headers, _U8, "headers")
+        n = len(h)
+        if n >= 2 * PIPELINE_ROWS and self._shared():  # pipelined in chunks (PROTOCOL.md)
+            chunks = [[h[i:i + PIPELINE_ROWS]] for i in range(0, n, PIPELINE_ROWS)]
+            replies = self.request_pipelined("header_hash", chunks,
+                                             [[(_U8, (len(c[0]), 32))] for c in chunks], n)
+            return replies[0][0] if len(replies) == 1 else np.concatenate(
+                [r[0] for r in replies])
+        return self.request("header_hash", [h], [(_U8, (n, 32))], n)[0]
 
     def merkle_roots(self, ids: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-        off = _arg(offsets, _I64, "offsets")
+        off = arg(offsets, _I64, "offsets")
         n = len(off) - 1
-        return self.request("merkle_root", [_arg(ids, _U8, "ids"), off], [(_U8, (n, 32))],
+        return self.request("merkle_root", [arg(ids, _U8, "ids"), off], [(_U8, (n, 32))],
                             n)[0]
 
     def commitments(self, headers: np.ndarray, numbers: np.ndarray, num_offsets: np.ndarray,
@@ -180,8 +140,8 @@ class ProcessTwin:
         h, nums, noff, tgt, idx, ioff = self._reveal(headers, numbers, num_offsets, targets,
                                                      indices, idx_offsets)
         target = np.frombuffer(bytes(difficulty_target), np.uint8)
-        arrays = [h, _arg(ids, _U8, "ids"), _arg(id_offsets, _I64, "id_offsets"), nums, noff,
-                  tgt, idx, ioff, np.array([now], _I64), target, _parent(parent), state._h()]
+        arrays = [h, arg(ids, _U8, "ids"), arg(id_offsets, _I64, "id_offsets"), nums, noff,
+                  tgt, idx, ioff, np.array([now], _I64), target, parent_bytes(parent), state._h()]
         return self.request("validate", arrays, [(_U32, (len(h),))], len(h),
                             state.generation)[0]
 
@@ -194,9 +154,9 @@ class ProcessTwin:
     @staticmethod
     def _reveal(headers: Any, numbers: Any, num_offsets: Any, targets: Any, indices: Any,
                 idx_offsets: Any) -> list[np.ndarray]:
-        return [_arg(headers, _U8, "headers"), _arg(numbers, _I64, "numbers"),
-                _arg(num_offsets, _I64, "num_offsets"), _arg(targets, _I64, "targets"),
-                _arg(indices, _U64, "indices"), _arg(idx_offsets, _I64, "idx_offsets")]
+        return [arg(headers, _U8, "headers"), arg(numbers, _I64, "numbers"),
+                arg(num_offsets, _I64, "num_offsets"), arg(targets, _I64, "targets"),
+                arg(indices, _U64, "indices"), arg(idx_offsets, _I64, "idx_offsets")]
 
     # -- requests -----------------------------------------------------------------------
     def request(self, op: str, arrays: Sequence[np.ndarray],
@@ -211,22 +171,60 @@ class ProcessTwin:
                 raise TwinProcessError(f"{self.label}: {op}: its replay state was lost when "
                                        "the process stopped")
             self._send_frees()
-            reply = self._exchange(op, arrays, rows, placed=self._place(arrays))
-            if reply.status == 1:
-                raise TwinProcessError(f"{self.label}: {op}: the twin's error: "
-                                       f"{reply.message}")
-            wrong = _check_reply(reply.arrays, expect)
-            if wrong:
-                self._fail(op, wrong)
-            return reply.arrays
+            reply = self._exchange(op, arrays, rows, placed=self._place([arrays])[0])
+            return self._checked(op, reply, expect)
 
-    def _place(self, arrays: Sequence[np.ndarray]) -> dict[int, int]:
-        """Copy the large arrays of a large request to the shared segment (attaching a
-        new, larger one first when needed) and return their numbers and offsets; none
-        without the transport, or when the segment cannot be made or attached."""
-        if self._shm is None or sum(a.nbytes for a in arrays) < self._shm[0]:
-            return {}
-        placed, needed = place(arrays, self._shm[1])
+    def request_pipelined(self, op: str, chunks: Sequence[Sequence[np.ndarray]],
+                          expects: Sequence[Sequence[tuple[np.dtype, tuple[int, ...]]]],
+                          rows: int) -> list[list[np.ndarray]]:
+        """Like :meth:`request` for each chunk (one request each, ``rows`` in all), but
+        with every chunk's arrays in its own region of the shared segment and all the
+        requests written before the first reply is read, so the copies and the replies
+        overlap the twin's work (twins/PROTOCOL.md, "Pipelining"). Without the shared
+        memory transport the chunks go one request after the other."""
+        with self._lock:
+            self._ensure()
+            self._send_frees()
+            placed = self._place(chunks)
+            if len(chunks) > 1 and not all(placed):
+                return [self.request(op, c, e, len(c[0])) for c, e in zip(chunks, expects)]
+            replies = self._exchange_many(op, list(zip(chunks, placed)), rows)
+            failed = next((r for r in replies if r.status == 1), None)
+            if failed is not None:
+                raise TwinProcessError(f"{self.label}: {op}: the twin's error: "
+                                       f"{failed.message}")
+            return [self._checked(op, r, e) for r, e in zip(replies, expects)]
+
+    def _checked(self, op: str, reply: Any,
+                 expect: Sequence[tuple[np.dtype, tuple[int, ...]]]) -> list[np.ndarray]:
+        """A reply's arrays, or TwinProcessError (status 1 keeps the process, arrays of
+        the wrong dtype or shape stop it)."""
+        if reply.status == 1:
+            raise TwinProcessError(f"{self.label}: {op}: the twin's error: {reply.message}")
+        wrong = check_reply(reply.arrays, expect)
+        if wrong:
+            self._fail(op, wrong)
+        return reply.arrays
+
+    def _shared(self) -> bool:
+        """Whether the running process (started if needed) takes shared memory."""
+        with self._lock:
+            self._ensure()
+            return self._shm is not None
+
+    def _place(self, requests: Sequence[Sequence[np.ndarray]]) -> list[dict[int, int]]:
+        """Where the large arrays of large requests go in the shared segment, one region
+        after the other (attaching a new, larger segment first when needed): per request,
+        array number -> offset; all empty without the transport, or when the segment
+        cannot be made or attached. The copies are made as each request is sent."""
+        none: list[dict[int, int]] = [{} for _ in requests]
+        if self._shm is None or sum(a.nbytes for r in requests for a in r) < self._shm[0]:
+            return none
+        out, needed = [], 0
+        for arrays in requests:
+            placed, used = place(arrays, self._shm[1])
+            out.append({k: needed + off for k, off in placed.items()})
+            needed += used
         if self._segment is None or self._segment.size < needed:
             if self._segment is not None:
                 self._segment.close()
@@ -235,7 +233,7 @@ class ProcessTwin:
                 segment = twinshm.Segment(twinshm.segment_size(needed))
             except OSError:  # /dev/shm full or not writable: the pipe then
                 self._shm = None
-                return {}
+                return none
             try:
                 path = np.frombuffer(os.fsencode(segment.path), np.uint8)
                 reply = self._exchange("shm_attach", [path, np.array([segment.size], _U64)], 1)
@@ -247,19 +245,30 @@ class ProcessTwin:
             if reply.status == 1 or reply.arrays:  # it cannot map it: the pipe then
                 segment.close()
                 self._shm = None
-                return {}
+                return none
             self._segment = segment
-        self._segment.write(arrays, placed)
-        return placed
+        return out
 
     def _exchange(self, op: str, arrays: Sequence[np.ndarray], rows: int,
                   at_least: float = 0.0, placed: dict[int, int] | None = None) -> Any:
+        return self._exchange_many(op, [(arrays, placed or {})], rows, at_least)[0]
+
+    def _exchange_many(self, op: str,
+                       requests: Sequence[tuple[Sequence[np.ndarray], dict[int, int]]],
+                       rows: int, at_least: float = 0.0) -> list[Any]:
+        """Write every request (copying its placed arrays to the segment just before),
+        then read one reply each, all within the timeout for ``rows`` rows."""
         limit = max(at_least, self.timeout * max(1.0, rows / TIMEOUT_ROWS))
         deadline = time.monotonic() + limit
         try:
-            self._write(request_parts(op, arrays, placed), deadline)
+            for arrays, placed in requests:
+                if placed:
+                    assert self._segment is not None
+                    self._segment.write(arrays, placed)
+                self._write(request_parts(op, arrays, placed), deadline)
             # a reply holds at most 32 bytes a row: a larger array is garbage, not a wait
-            return decode_reply(lambda n: self._read(n, deadline), max(1 << 20, 64 * rows))
+            return [decode_reply(lambda n: self._read(n, deadline), max(1 << 20, 64 * rows))
+                    for _ in requests]
         except TimeoutError:
             self._fail(op, f"no reply within {limit:g} s")
         except (BrokenPipeError, EOFError):
@@ -399,18 +408,6 @@ class ProcessTwin:
         a new one."""
         with self._lock:
             self._stop(kill=False)
-
-
-def _check_reply(arrays: list[np.ndarray], expect: Sequence[tuple[np.dtype, tuple[int, ...]]]
-                 ) -> str | None:
-    """What is wrong with a reply's arrays, or None."""
-    if len(arrays) != len(expect):
-        return f"{len(arrays)} reply arrays, expected {len(expect)}"
-    for i, (a, (dtype, shape)) in enumerate(zip(arrays, expect)):
-        if a.dtype != dtype or a.shape != shape:
-            return (f"reply array {i} is {a.dtype}{list(a.shape)}, expected "
-                    f"{dtype}{list(shape)}")
-    return None
 
 
 @atexit.register
