@@ -9,8 +9,10 @@ What runs, what is compared and what is served come from :mod:`parity.policy`
 (SPEC section 5); outcomes and argument copies from :mod:`parity.outcomes`. Nothing
 that goes wrong inside the harness or the state store reaches the caller.
 
-The hot path is lean: in modes 0 and 3 a call is the implementation's call plus two
-counter steps; counts are exact and lock-free (``itertools.count`` steps atomically
+The hot path is lean: in modes 0 and 3 a call is the implementation's call plus one
+counter step (a ticker thread sends the next call through the slow path when the mode
+state is due a refresh, so the mode others set is still picked up within a second or
+:data:`TICK`); counts are exact and lock-free (``itertools.count`` steps atomically
 under the GIL) and reach the Prometheus series when metrics are collected and the
 promotion window at most once a second and at exit. One call in
 :data:`TIMING_SAMPLE` is timed for the duration histograms. In modes 1 and 2 an untimed
@@ -22,6 +24,7 @@ from __future__ import annotations
 import atexit
 import itertools
 import logging
+import os
 import random
 import threading
 import time
@@ -43,7 +46,11 @@ from parity.state import ModeState, default_state_path
 log = logging.getLogger("parity")
 _monotonic = time.monotonic
 _SHADOW = Mode.SHADOW  # a module global: an enum member lookup is slow on the hot path
+_DUAL = frozenset(m for m in Mode if policy.plan(m, True).compares)  # modes 1 and 2
+# what policy serves when both sides ran and matched, per mode (asked once, not per call)
+_MATCH_SERVED = {m: policy.decide(m, True, True, False).served for m in Mode}
 TIMING_SAMPLE = 64  #: one call in this many is timed (the histograms); counts are exact
+TICK = 0.1  #: seconds between the ticker's looks at which controllers are due housekeeping
 SIDES = ("legacy", "refactored")
 
 
@@ -92,16 +99,33 @@ class Controller:
         self.harness_errors = 0
         self.flush_every = flush_every
         self.serving = self.state.mode  # the mode calls are served under (cached)
-        self._due = 0.0
+        self._due = 0.0  # monotonic time of the next housekeeping
+        self._fast = False  # whether experiments may skip the clock between housekeepings
         self._flushed = time.monotonic()
         self._experiments: weakref.WeakValueDictionary[int, Experiment] = \
             weakref.WeakValueDictionary()
         self.metrics.before_collect.append(self.drain)
         _LIVE.add(self)  # flushed at exit: a short script's comparisons still count
+        _start_ticker()
 
     def _on_change(self, change: dict) -> None:
-        self.serving = self.state.mode
+        self._serve(self.state.mode)
         self.metrics.set_mode(self.serving)
+
+    def _serve(self, mode: Mode) -> None:
+        """Serve ``mode`` from now on: the experiments' fast paths follow it (none while
+        housekeeping is due, or when it is due at every call)."""
+        self.serving = mode
+        self._fast = min(self.state.refresh_every, self.flush_every) >= TICK
+        fast = self._fast and _monotonic() < self._due
+        for exp in list(self._experiments.values()):
+            exp._one = exp._single.get(mode) if fast else None
+            exp._two = mode if fast and mode in _DUAL else None
+
+    def _expire(self) -> None:
+        """Housekeeping is due: the next call of every experiment takes the slow path."""
+        for exp in list(self._experiments.values()):
+            exp._one = exp._two = None
 
     def housekeeping(self, now: float) -> None:
         """Pick up mode changes other processes made; persist counts once a second."""
@@ -111,7 +135,7 @@ class Controller:
         except Exception:
             self.harness_errors += 1
             log.exception("parity: cannot refresh the mode state")
-        self.serving = self.state.mode
+        self._serve(self.state.mode)
         if now - self._flushed >= self.flush_every:
             self._flushed = now
             self.flush()
@@ -151,7 +175,7 @@ class Controller:
         except StateError as exc:  # the state now serves legacy by itself
             self.harness_errors += 1
             log.error("parity: %s", exc)
-        self.serving = self.state.mode
+        self._serve(self.state.mode)
 
     def mismatch(self, name: str, legacy: Outcome, refactored: Outcome, args: tuple,
                  why: str | None) -> None:
@@ -163,6 +187,34 @@ class Controller:
 
 
 _LIVE: weakref.WeakSet[Controller] = weakref.WeakSet()
+_ticker: threading.Thread | None = None
+
+
+def _tick() -> None:
+    while True:
+        time.sleep(TICK)
+        now = _monotonic()
+        for controller in list(_LIVE):
+            if now >= controller._due:
+                controller._expire()
+
+
+def _start_ticker() -> None:
+    """One daemon thread per process (started again in a forked child)."""
+    global _ticker
+    if _ticker is None or not _ticker.is_alive():
+        _ticker = threading.Thread(target=_tick, name="parity-ticker", daemon=True)
+        _ticker.start()
+
+
+def _after_fork() -> None:
+    global _ticker
+    _ticker = None
+    if len(_LIVE):
+        _start_ticker()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 @atexit.register
@@ -201,34 +253,51 @@ class Experiment:
                                                                   "refactored")],
                                                refactored, "refactored")}
         self._plain = comparator is values_equal  # bit-equal plain values match at once
+        self._one: tuple[itertools.count, Callable, str] | None = None  # modes 0, 3 fast
+        self._two: Mode | None = None  # modes 1 and 2 between housekeepings: the mode
         controller.metrics.add_function(name)
         controller._experiments[id(self)] = self
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        one = self._one  # modes 0 and 3 with housekeeping not due: one side, as it is
+        if one is not None and next(one[0]) % TIMING_SAMPLE:
+            return one[1](*args, **kwargs)
+        two = self._two  # modes 1 and 2 with housekeeping not due: the mode
+        if two is not None:
+            return self._dual(two, args, kwargs)
+        return self._call(one, args, kwargs)
+
+    def _call(self, one: tuple | None, args: tuple, kwargs: dict) -> Any:
+        """Every call the fast path does not finish: ``one`` is set for a timed call of
+        modes 0 and 3 (its count stepped already)."""
         c = self.controller
-        if _monotonic() >= c._due:
-            c.housekeeping(_monotonic())
-        single = self._single.get(c.serving)
-        if single is not None:  # modes 0 and 3: one side, the caller's arguments as they are
-            counter, fn, side = single
-            if next(counter) % TIMING_SAMPLE:
-                return fn(*args, **kwargs)
-            out = run(fn, args, kwargs, True)
-            self._safely(lambda: c.metrics.observe(
-                self.name, out.seconds if side == "legacy" else None,
-                out.seconds if side == "refactored" else None))
-            return out.unwrap()
-        return self._dual(c.serving, args, kwargs)
+        if one is None:
+            if _monotonic() >= c._due:
+                c.housekeeping(_monotonic())
+            one = self._single.get(c.serving)
+            if one is None:
+                return self._dual(c.serving, args, kwargs)
+            if c._fast:  # not due (the ticker may have expired it as it was renewed)
+                self._one = one
+            if next(one[0]) % TIMING_SAMPLE:
+                return one[1](*args, **kwargs)
+        side = one[2]
+        out = run(one[1], args, kwargs, True)
+        self._safely(lambda: c.metrics.observe(
+            self.name, out.seconds if side == "legacy" else None,
+            out.seconds if side == "refactored" else None))
+        return out.unwrap()
 
     def _dual(self, mode: Mode, args: tuple, kwargs: dict) -> Any:
         """Modes 1 and 2: both sides on private copies, compared, policy-served."""
         c, t = self.controller, self.tally
         sample = c.sample if self.sample is None else self.sample
-        plan = policy.plan(mode, mode is _SHADOW or c.rng.random() < sample)
+        sampled = mode is _SHADOW or sample >= 1.0 or c.rng.random() < sample
         timed = not next(t.calls) % TIMING_SAMPLE
-        if not timed and self._plain and not kwargs and len(args) == 1 \
-                and type(args[0]) in PLAIN and plan.legacy and plan.refactored:
+        if not timed and sampled and self._plain and not kwargs and len(args) == 1 \
+                and type(args[0]) in PLAIN:  # sampled, modes 1 and 2 compare (_DUAL)
             return self._pair(mode, args)
+        plan = policy.plan(mode, sampled)
         mutable = has_mutable(args, kwargs)
         if mutable:
             original = Call(args, kwargs)
@@ -307,7 +376,7 @@ class Experiment:
         except BaseException as exc:
             eb = exc
         if ea is None and eb is None and type(a) is type(b) and type(a) in PLAIN and a == b:
-            served = policy.decide(mode, True, True, False).served
+            served = _MATCH_SERVED[mode]
             next(self.tally.compared)
             next(self.tally.served[(mode, served)])
             return a if (served == "legacy") is legacy_first else b

@@ -1,5 +1,6 @@
 """Per-call experiments: served values, what ran, what was counted, rollback and promotion."""
 import json
+import time
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from parity import experiment
 from parity.compare import values_equal
 from parity.errors import ParityError
 from parity.modes import Mode, parse_mode
-from parity.percall import Controller
+from parity.percall import TIMING_SAMPLE, Controller
 from parity.state import ModeState
 
 HEADER = bytes(range(256)) + bytes(20)
@@ -203,3 +204,85 @@ def test_serving_process_exports_batch_functions_at_zero(tmp_path):
     for fn in ("header_hash", "merkle_root", "validate"):
         assert counter(c, "dual_run_comparisons_total", function=fn) == 0
         assert counter(c, "dual_run_mismatches_total", function=fn) == 0
+
+
+def _served_by_legacy_within(f, seconds: float) -> bool:
+    """Call ``f`` (refactored answers b"r", legacy b"l") until legacy serves, or give up."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if f(b"x") == b"l":
+            return True
+        time.sleep(0.005)
+    return False
+
+
+@pytest.mark.parametrize("mode", [Mode.REFACTORED_ONLY, Mode.REFACTORED_PRIMARY])
+def test_a_rollback_by_another_process_reaches_the_fast_path(tmp_path, mode):
+    """Between two housekeepings a call skips the clock (the fast path); the ticker
+    still makes the next call look at the state, so a rollback done elsewhere is served
+    within the refresh period plus a tick, and every call is counted once."""
+    c = Controller(ModeState(tmp_path / "state.db", initial=mode))
+    f = experiment("f", legacy=lambda x: b"v", refactored=lambda x: b"v", controller=c)
+    calls = 0
+    for _ in range(3 * TIMING_SAMPLE):  # timed calls among them
+        assert f(b"x") == b"v"
+        calls += 1
+    assert (f._one is not None) == (mode == Mode.REFACTORED_ONLY)  # the fast paths are on
+    assert (f._two is not None) == (mode == Mode.REFACTORED_PRIMARY)
+    ModeState(tmp_path / "state.db").demote("rolled back elsewhere")
+    t0 = time.monotonic()
+    while c.serving != Mode.SHADOW and time.monotonic() - t0 < 10.0:
+        assert f(b"x") == b"v"  # only calls look at the state
+        calls += 1
+        time.sleep(0.002)
+    assert c.serving == Mode.SHADOW
+    assert time.monotonic() - t0 < c.state.refresh_every + 1.0  # a second and a tick
+    assert f._two == Mode.SHADOW and f._one is None
+    c.drain()
+    served = {(m, s): counter(c, "codec_mode_requests_total", mode=m.label, served=s) or 0
+              for m in Mode for s in ("legacy", "refactored")}
+    assert sum(served.values()) == calls
+    assert served[(mode, "refactored")] >= 3 * TIMING_SAMPLE
+
+
+def test_the_fast_path_is_off_when_the_state_is_read_at_every_call(tmp_path):
+    s = ModeState(tmp_path / "state.db", initial=Mode.REFACTORED_ONLY, refresh_every=0.0)
+    f = experiment("f", legacy=lambda x: b"l", refactored=lambda x: b"r",
+                   controller=Controller(s))
+    assert f(b"x") == b"r" and f._one is None and f._two is None
+    ModeState(tmp_path / "state.db").demote("rolled back elsewhere")
+    assert f(b"x") == b"l"  # the very next call
+
+
+def test_the_ticker_expires_the_fast_path(tmp_path):
+    c = Controller(ModeState(tmp_path / "state.db", initial=Mode.LEGACY_ONLY))
+    f = experiment("f", legacy=lambda x: b"l", refactored=lambda x: b"r", controller=c)
+    f(b"x")
+    assert f._one is not None
+    c._due = 0.0  # housekeeping is due now: the ticker notices within a tick
+    deadline = time.monotonic() + 5.0
+    while f._one is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert f._one is None
+    f(b"x")  # housekeeping, then the fast path again
+    assert f._one is not None and c._due > time.monotonic()
+
+
+def test_a_forked_child_still_picks_up_rollbacks(tmp_path):
+    """The ticker thread does not survive fork: the child starts its own."""
+    import multiprocessing
+    c = Controller(ModeState(tmp_path / "state.db", initial=Mode.REFACTORED_ONLY))
+    f = experiment("f", legacy=lambda x: b"l", refactored=lambda x: b"r", controller=c)
+    assert f(b"x") == b"r"
+    ctx = multiprocessing.get_context("fork")
+    result = ctx.Queue()
+
+    def child() -> None:
+        assert f(b"x") == b"r"
+        ModeState(tmp_path / "state.db").demote("rolled back from the child")
+        result.put(_served_by_legacy_within(f, 10.0))
+    p = ctx.Process(target=child)
+    p.start()
+    assert result.get(timeout=30) is True
+    p.join(30)
+    assert p.exitcode == 0
