@@ -20,11 +20,12 @@ their own semantics; only the harness decides what each shard's state starts wit
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
 from kernels import constants as C
+from parity.corpus.reader import release_arrow_memory
 
 _M = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9),
       np.uint64(0x94D049BB133111EB), np.uint64(0xD6E8FEB86659FD93))
@@ -62,7 +63,11 @@ def candidates(hashes: Iterable[np.ndarray]) -> np.ndarray:
 
 def scan(corpus, groups) -> np.ndarray:
     """Pass 1 over a local corpus' header column: the candidate hashes."""
-    return candidates(hash32(commitments(corpus.read_headers(g))) for g in groups)
+    def hashes() -> Iterator[np.ndarray]:
+        for g in groups:
+            yield hash32(commitments(corpus.read_headers(g)))
+            release_arrow_memory()  # that row group's column is garbage now
+    return candidates(hashes())
 
 
 class RecurringIndex:

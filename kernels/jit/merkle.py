@@ -89,12 +89,26 @@ def _take_roots(level, start, count, out):
     return active
 
 
+CHUNK_IDS = 1 << 18  # ids per kernel call at most (but whole blocks): 8 MiB of leaves
+
+
 def merkle_roots(ids: np.ndarray, offsets: np.ndarray, parallel: bool = True) -> np.ndarray:
-    """CSR ids ``uint8[T, 32]`` with ``offsets[N+1]`` -> roots ``uint8[N, 32]``."""
+    """CSR ids ``uint8[T, 32]`` with ``offsets[N+1]`` -> roots ``uint8[N, 32]``.
+
+    Blocks go to the kernel in runs of at most :data:`CHUNK_IDS` ids (a block with more
+    alone), so its levels stay a few MiB however large the batch."""
     ids, offsets = checks.ids(ids, offsets)
     ensure_ready()
-    out = np.empty((offsets.shape[0] - 1, HASH_SIZE), dtype=np.uint8)
-    _merkle_roots(ids, offsets, out, parallel)
+    n = offsets.shape[0] - 1
+    out = np.empty((n, HASH_SIZE), dtype=np.uint8)
+    b = 0
+    while b < n:
+        # the last block whose ids end within CHUNK_IDS of this run's first id; one at least
+        e = max(b + 1, int(np.searchsorted(offsets, offsets[b] + CHUNK_IDS, "right")) - 1)
+        e = min(e, n)
+        lo, hi = offsets[b], offsets[e]
+        _merkle_roots(ids[lo:hi], offsets[b:e + 1] - lo, out[b:e], parallel)
+        b = e
     return out
 
 

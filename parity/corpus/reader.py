@@ -92,9 +92,12 @@ class Corpus:
             raise CorpusError(path, f"row group {g.group} holds {table.num_rows} rows, its "
                                     f"metadata says {g.rows}")
         try:
-            return from_batch(table, start=g.start, file=g.file, row=g.row)
+            shard = from_batch(table, start=g.start, file=g.file, row=g.row)
         except (pa.ArrowException, ValueError) as exc:
             raise CorpusError(path, f"row group {g.group}: {exc}") from None
+        del table
+        release_arrow_memory()
+        return shard
 
     def read_headers(self, g: RowGroup) -> np.ndarray:
         """Only the ``header`` column of one row group: ``uint8[n, 276]`` (read-only)."""
@@ -137,6 +140,13 @@ class Corpus:
         for g in self.row_groups():
             if g.start + g.rows > first_block:
                 yield self.read_shard(g)
+
+
+def release_arrow_memory() -> None:
+    """Give the memory Arrow's pool has freed back to the system. Its allocator
+    (mimalloc) keeps it otherwise, and the peak RSS of a long run grows with every row
+    group read (measured: +126 MiB over the header columns of 10 row groups)."""
+    pa.default_memory_pool().release_unused()
 
 
 def _parquet(file: Path) -> pq.ParquetFile:
