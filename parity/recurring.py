@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 
 from kernels import constants as C
-from parity.corpus.reader import release_arrow_memory
+from parity.corpus.reader import release_freed_memory
 
 _M = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9),
       np.uint64(0x94D049BB133111EB), np.uint64(0xD6E8FEB86659FD93))
@@ -66,7 +66,7 @@ def scan(corpus, groups) -> np.ndarray:
     def hashes() -> Iterator[np.ndarray]:
         for g in groups:
             yield hash32(commitments(corpus.read_headers(g)))
-            release_arrow_memory()  # that row group's column is garbage now
+            release_freed_memory()  # that row group's column is garbage now
     return candidates(hashes())
 
 

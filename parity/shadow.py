@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from parity.corpus import Corpus, open_corpus
+from parity.corpus.reader import release_freed_memory
 from parity.corpus.shard import Shard
 from parity.errors import ParityError
 from parity.functions import FUNCTIONS, BatchFunction, resolve
@@ -275,6 +276,7 @@ class ShadowRun:
                 self.run.write_part(index, out.results)
                 self._checkpoint(index + 1, log_bytes, identity)
                 del shard, out  # one shard in memory at a time: not two while reading
+                release_freed_memory()
                 bar.advance(g.rows)
                 if on_shard is not None:
                     on_shard(self)

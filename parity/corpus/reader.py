@@ -6,8 +6,9 @@ zero rows hold no blocks and are skipped (SPEC section 6: they change nothing).
 """
 from __future__ import annotations
 
+import ctypes
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,7 +97,7 @@ class Corpus:
         except (pa.ArrowException, ValueError) as exc:
             raise CorpusError(path, f"row group {g.group}: {exc}") from None
         del table
-        release_arrow_memory()
+        release_freed_memory()
         return shard
 
     def read_headers(self, g: RowGroup) -> np.ndarray:
@@ -142,11 +143,24 @@ class Corpus:
                 yield self.read_shard(g)
 
 
-def release_arrow_memory() -> None:
-    """Give the memory Arrow's pool has freed back to the system. Its allocator
-    (mimalloc) keeps it otherwise, and the peak RSS of a long run grows with every row
-    group read (measured: +126 MiB over the header columns of 10 row groups)."""
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(None).malloc_trim  # glibc
+    except (OSError, AttributeError):
+        return None
+
+
+_TRIM = _malloc_trim()
+
+
+def release_freed_memory() -> None:
+    """Give memory freed by Arrow's pool and by C's allocator back to the system. Both
+    keep it otherwise (mimalloc; glibc, in one arena per thread), and the peak RSS of a
+    long run grows with the row groups read (measured: +126 MiB over the header columns
+    of 10 row groups) instead of staying at about one shard's worth."""
     pa.default_memory_pool().release_unused()
+    if _TRIM is not None:
+        _TRIM(0)
 
 
 def _parquet(file: Path) -> pq.ParquetFile:
