@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from parity import recurring
 from parity.corpus import open_corpus
@@ -33,7 +32,6 @@ from parity.metrics import Metrics
 from parity.modes import Mode
 from parity.outputs import atomic_write_text
 from parity.progress import Progress
-from parity.runlog import RESULTS_SCHEMA, RESULTS_WRITE, results_output
 from parity.runview import write_summary
 from parity.shadow import ShadowOptions, ShadowResult, ShadowRun, corpus_identity, sampled
 from parity.step import ShardOutcome, process_shard, warm_up
@@ -159,7 +157,7 @@ class DaskShadow:
             with Progress(run.m.blocks, "shadow/dask", quiet=self.opts.quiet) as bar:
                 for fut in as_completed(list(futures)):
                     res = fut.result()
-                    out: ShardOutcome = res["outcome"]
+                    out: ShardOutcome = self._park(res["outcome"])
                     results[out.index] = res  # by index: a retried task replaces, never adds
                     self.blocks_done += out.blocks
                     bar.advance(out.blocks)
@@ -186,7 +184,14 @@ class DaskShadow:
         opts = self._options(Mode.SHADOW)
         for res in client.gather([client.submit(shard_task, opts, i, groups, primes[i],
                                                 pure=False, retries=3) for i in redo]):
-            results[res["outcome"].index] = res
+            results[self._park(res["outcome"]).index] = res
+
+    def _park(self, out: ShardOutcome) -> ShardOutcome:
+        """Write a shard's served results to the run directory as a part (as the local
+        engine does) and drop them here: the driver never holds every shard's results."""
+        self.run.run.write_part(out.index, out.results)
+        out.results = out.results.schema.empty_table()
+        return out
 
     def _merge(self, groups: list[RowGroup], results: dict[int, dict],
                wall: float) -> ShadowResult:
@@ -208,11 +213,7 @@ class DaskShadow:
         records = records[:self.opts.max_records]
         summary.records_logged = len(records)
         if self.opts.results:
-            def write(tmp: Path) -> None:
-                with pq.ParquetWriter(tmp, RESULTS_SCHEMA, **RESULTS_WRITE) as writer:
-                    for i in range(len(groups)):
-                        writer.write_table(results[i]["outcome"].results)
-            results_output(self.opts.results).write(self.opts.force, write)
+            run.run.merge_results(Path(self.opts.results), len(groups), self.opts.force)
         atomic_write_text(run.run.log_path, "".join(json.dumps(r, sort_keys=True) + "\n"
                                                     for r in records))
         report = build_report(summary, records, wall=wall, log_path=str(run.run.log_path))
