@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -164,12 +165,24 @@ class DaskShadow:
                     if on_shard is not None:
                         on_shard(self)
             self._redo_after_demotion(client, groups, primes, results)
-        finally:
+        except BaseException:
             if own:
-                client.close()
-                if self._cluster is not None:
-                    self._cluster.close()
-        return self._merge(groups, results, time.perf_counter() - t0)
+                self._close(client)
+            raise
+        # the local cluster's workers take a second or two to exit: meanwhile, merge
+        closer = threading.Thread(target=self._close, args=(client,)) if own else None
+        if closer is not None:
+            closer.start()
+        try:
+            return self._merge(groups, results, time.perf_counter() - t0)
+        finally:
+            if closer is not None:
+                closer.join()
+
+    def _close(self, client: Any) -> None:
+        client.close()
+        if self._cluster is not None:
+            self._cluster.close()
 
     def _redo_after_demotion(self, client: Any, groups: list[RowGroup],
                              primes: list[np.ndarray], results: dict[int, dict]) -> None:
