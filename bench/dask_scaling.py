@@ -7,8 +7,8 @@ at most 300 MiB).
 Each repeat runs the single-process engine and then the Dask engine, each as a whole
 ``parity shadow`` process (start-up, the local cluster's start, the first pass, writing
 the results: what a user waits for); the ratio is taken per pair and the figure is the
-median. Peak RSS is the process's own (``RUSAGE_SELF``: for the Dask run the driver,
-not its workers). A warm-up of both engines on a small corpus comes first (numba cache,
+median. Peak RSS is the process's own (its VmHWM: for the Dask run the driver, not its
+workers). A warm-up of both engines on a small corpus comes first (numba cache,
 imports in the page cache) and the corpus is read once. Every run is checked: exit code
 0, no mismatch or error, every block compared, served statuses equal to the generator's
 truth, and the Dask results file equal to the single process's.
@@ -34,12 +34,15 @@ ROOT = Path(__file__).resolve().parent.parent
 SPEEDUP_TARGET = 1.85
 DRIVER_RSS_TARGET_MIB = 300.0
 
-#: runs the CLI in this process and reports its own peak RSS (not its children's)
+#: runs the CLI in this process and reports its own peak RSS (not its children's): VmHWM,
+#: the high-water mark of this process image (``ru_maxrss`` of a process started by a big
+#: one, like this benchmark, carries over the starting process's high-water mark)
 _SELF_RSS = """
-import json, resource, sys
+import json, sys
 from parity.cli import main
 rc = main(sys.argv[1:])
-print(json.dumps({"rc": rc, "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines())
+print(json.dumps({"rc": rc, "maxrss_kib": int(status["VmHWM"].split()[0])}))
 """
 
 
@@ -97,6 +100,9 @@ def run(blocks: int = 1_000_000, repeat: int = 3, workers: int = 2) -> dict:
             if not pq.read_table(dask["results"]).equals(pq.read_table(single["results"])):
                 raise RuntimeError("dask: the results file differs from the single process's")
             ratios.append(single["wall"] / dask["wall"])
+            print(f"bench.dask_scaling: one process {single['wall']:.1f} s "
+                  f"{single['rss_mib']:.0f} MiB, dask {dask['wall']:.1f} s, driver "
+                  f"{dask['rss_mib']:.0f} MiB", file=sys.stderr, flush=True)
             single_walls.append(single["wall"])
             dask_walls.append(dask["wall"])
             single_rss.append(single["rss_mib"])
