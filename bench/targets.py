@@ -82,7 +82,9 @@ def _contention(e: dict) -> Row:
         return what, target, "not measured", None
     got = ", ".join(f"{fn} {f['busy_speedup']:.1f}x / {f['idle_speedup']:.1f}x "
                     f"({f['retained']:.0%})" for fn, f in c["functions"].items())
-    return what, target, f"busy / idle: {got}", c["met"]
+    share = c["competitor_core_share"]
+    note = "" if share >= 0.8 else f"; host not idle (the competitor got {share:.0%} of a core)"
+    return what, target, f"busy / idle: {got}{note}", c["met"]
 
 
 def _dask(e: dict) -> Row:

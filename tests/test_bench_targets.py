@@ -19,7 +19,7 @@ def test_every_row_is_written_with_its_verdict():
         "per_call_overhead": {"overhead_us": {"legacy_only": 0.3, "refactored_only": 0.6,
                                               "shadow": 1.0, "refactored_primary": 1.5}},
         "startup": {"cold_seconds": 40.0},
-        "contention": {"met": False, "functions": {
+        "contention": {"met": False, "competitor_core_share": 0.3, "functions": {
             "header_hash": {"idle_speedup": 10.0, "busy_speedup": 8.0, "retained": 0.8},
             "merkle_root": {"idle_speedup": 20.0, "busy_speedup": 13.0, "retained": 0.65}}},
         "dask": {"blocks": 1_000_000, "repeat": 3, "speedup": 1.9, "single_wall_seconds": 70.0,
@@ -33,7 +33,8 @@ def test_every_row_is_written_with_its_verdict():
     verdicts = [t.rsplit("|", 2)[1].strip() for t in lines]
     assert verdicts == ["met", "met", "missed", "met", "missed", "met", "missed", "met", "met"]
     assert "1M 550 MiB, 5M 700 MiB (+27.3%)" in text
-    assert "merkle_root 13.0x / 20.0x (65%)" in text
+    assert "merkle_root 13.0x / 20.0x (65%); host not idle (the competitor got 30% of a core)" \
+        in text
     assert "1.90x (70.0 s vs 36.8 s, median of 3), driver peak RSS 250 MiB" in text
 
 
