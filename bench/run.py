@@ -148,6 +148,9 @@ def main() -> int:
     ap.add_argument("--sizes", default="1,1000,100000,1000000")
     ap.add_argument("--shadow-blocks", default="1000000,5000000",
                     help="comma-separated corpus sizes for the parity shadow runs ('' to skip)")
+    ap.add_argument("--dask-blocks", type=int, default=1_000_000,
+                    help="corpus size of the Dask vs one process runs (0 to skip)")
+    ap.add_argument("--dask-repeat", type=int, default=3)
     args = ap.parse_args()
     out = ROOT / args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -162,17 +165,23 @@ def main() -> int:
               "startup": measure.startup(), "per_call": measure.per_call(),
               "per_call_overhead": e2e.per_call_overhead(), "mode3": e2e.mode3_end_to_end()}
     extras["shadow"] = [measure.shadow_run(int(b)) for b in args.shadow_blocks.split(",") if b]
-    from bench import live, rust
+    from bench import contention, dask_scaling, live, rust
+    extras["contention"] = contention.run()
+    extras["dask"] = dask_scaling.run(args.dask_blocks, args.dask_repeat) if args.dask_blocks \
+        else None
     extras["live"] = live.run()
     extras["rust"] = rust.run()  # needs `make rust-twin` (make bench builds it)
     (out / "results.json").write_text(json.dumps({"machine": machine, "kernels": rows,
                                                   **extras}, indent=2))
     plots(rows, extras, out)
+    from bench.contention import markdown as contention_markdown
     from bench.live import markdown
     from bench.rust import markdown as rust_markdown
     from bench.targets import markdown as targets
     (out / "report.md").write_text(render(rows, extras, machine) + "\n" +
                                    targets(rows, extras) + "\n" +
+                                   "## Under a competing CPU-bound process\n\n" +
+                                   contention_markdown(extras["contention"]) + "\n" +
                                    markdown(extras["live"]) + "\n" +
                                    "## Rust twin (process boundary)\n\n" +
                                    rust_markdown(extras["rust"]) + "\n")

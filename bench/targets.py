@@ -74,8 +74,28 @@ def _validation(rows: list[dict], e: dict) -> Row:
     return what, target, f"{big:.1f}x vs {small:.1f}x ({big / small:.0%})", big >= 0.9 * small
 
 
-def _unmeasured(what: str, target: str) -> Callable[[list[dict], dict], Row]:
-    return lambda rows, e: (what, target, "not measured (no script in bench/ yet)", None)
+def _contention(e: dict) -> Row:
+    c = e.get("contention")
+    what = "under one competing CPU-bound process"
+    target = "every JIT speedup >= 70% of its idle value"
+    if not c:
+        return what, target, "not measured", None
+    got = ", ".join(f"{fn} {f['busy_speedup']:.1f}x / {f['idle_speedup']:.1f}x "
+                    f"({f['retained']:.0%})" for fn, f in c["functions"].items())
+    share = c["competitor_core_share"]
+    note = "" if share >= 0.8 else f"; host not idle (the competitor got {share:.0%} of a core)"
+    return what, target, f"busy / idle: {got}{note}", c["met"]
+
+
+def _dask(e: dict) -> Row:
+    from bench.dask_scaling import describe, met
+    d = e.get("dask")
+    what = "Dask, 2 local workers vs 1 process, 1M blocks"
+    target = ">= 1.85x; driver peak RSS <= 300 MiB"
+    if not d:
+        return what, target, "not measured", None
+    return what, target, describe(d) + ("" if d["blocks"] == 1_000_000 else
+                                        f" ({d['blocks']:,} blocks)"), met(d)
 
 
 ROWS: tuple[Callable[[list[dict], dict], Row], ...] = (
@@ -83,13 +103,11 @@ ROWS: tuple[Callable[[list[dict], dict], Row], ...] = (
     lambda rows, e: _harness(e),
     lambda rows, e: _per_call(e, ("legacy_only", "refactored_only"), 0.5),
     lambda rows, e: _per_call(e, ("shadow", "refactored_primary"), 2.0),
-    _unmeasured("under one competing CPU-bound process",
-                "every JIT speedup >= 70% of its idle value"),
+    lambda rows, e: _contention(e),
     lambda rows, e: _startup(e),
     lambda rows, e: _rss(e),
     _validation,
-    _unmeasured("Dask, 2 local workers vs 1 process, 1M blocks",
-                ">= 1.85x; driver peak RSS <= 300 MiB"),
+    lambda rows, e: _dask(e),
 )
 
 

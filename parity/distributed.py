@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from parity import recurring
 from parity.corpus import open_corpus
@@ -33,7 +33,6 @@ from parity.metrics import Metrics
 from parity.modes import Mode
 from parity.outputs import atomic_write_text
 from parity.progress import Progress
-from parity.runlog import RESULTS_SCHEMA, RESULTS_WRITE, results_output
 from parity.runview import write_summary
 from parity.shadow import ShadowOptions, ShadowResult, ShadowRun, corpus_identity, sampled
 from parity.step import ShardOutcome, process_shard, warm_up
@@ -159,19 +158,31 @@ class DaskShadow:
             with Progress(run.m.blocks, "shadow/dask", quiet=self.opts.quiet) as bar:
                 for fut in as_completed(list(futures)):
                     res = fut.result()
-                    out: ShardOutcome = res["outcome"]
+                    out: ShardOutcome = self._park(res["outcome"])
                     results[out.index] = res  # by index: a retried task replaces, never adds
                     self.blocks_done += out.blocks
                     bar.advance(out.blocks)
                     if on_shard is not None:
                         on_shard(self)
             self._redo_after_demotion(client, groups, primes, results)
-        finally:
+        except BaseException:
             if own:
-                client.close()
-                if self._cluster is not None:
-                    self._cluster.close()
-        return self._merge(groups, results, time.perf_counter() - t0)
+                self._close(client)
+            raise
+        # the local cluster's workers take a second or two to exit: meanwhile, merge
+        closer = threading.Thread(target=self._close, args=(client,)) if own else None
+        if closer is not None:
+            closer.start()
+        try:
+            return self._merge(groups, results, time.perf_counter() - t0)
+        finally:
+            if closer is not None:
+                closer.join()
+
+    def _close(self, client: Any) -> None:
+        client.close()
+        if self._cluster is not None:
+            self._cluster.close()
 
     def _redo_after_demotion(self, client: Any, groups: list[RowGroup],
                              primes: list[np.ndarray], results: dict[int, dict]) -> None:
@@ -186,7 +197,14 @@ class DaskShadow:
         opts = self._options(Mode.SHADOW)
         for res in client.gather([client.submit(shard_task, opts, i, groups, primes[i],
                                                 pure=False, retries=3) for i in redo]):
-            results[res["outcome"].index] = res
+            results[self._park(res["outcome"]).index] = res
+
+    def _park(self, out: ShardOutcome) -> ShardOutcome:
+        """Write a shard's served results to the run directory as a part (as the local
+        engine does) and drop them here: the driver never holds every shard's results."""
+        self.run.run.write_part(out.index, out.results)
+        out.results = out.results.schema.empty_table()
+        return out
 
     def _merge(self, groups: list[RowGroup], results: dict[int, dict],
                wall: float) -> ShadowResult:
@@ -208,11 +226,7 @@ class DaskShadow:
         records = records[:self.opts.max_records]
         summary.records_logged = len(records)
         if self.opts.results:
-            def write(tmp: Path) -> None:
-                with pq.ParquetWriter(tmp, RESULTS_SCHEMA, **RESULTS_WRITE) as writer:
-                    for i in range(len(groups)):
-                        writer.write_table(results[i]["outcome"].results)
-            results_output(self.opts.results).write(self.opts.force, write)
+            run.run.merge_results(Path(self.opts.results), len(groups), self.opts.force)
         atomic_write_text(run.run.log_path, "".join(json.dumps(r, sort_keys=True) + "\n"
                                                     for r in records))
         report = build_report(summary, records, wall=wall, log_path=str(run.run.log_path))

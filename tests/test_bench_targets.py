@@ -19,14 +19,33 @@ def test_every_row_is_written_with_its_verdict():
         "per_call_overhead": {"overhead_us": {"legacy_only": 0.3, "refactored_only": 0.6,
                                               "shadow": 1.0, "refactored_primary": 1.5}},
         "startup": {"cold_seconds": 40.0},
+        "contention": {"met": False, "competitor_core_share": 0.3, "functions": {
+            "header_hash": {"idle_speedup": 10.0, "busy_speedup": 8.0, "retained": 0.8},
+            "merkle_root": {"idle_speedup": 20.0, "busy_speedup": 13.0, "retained": 0.65}}},
+        "dask": {"blocks": 1_000_000, "repeat": 3, "speedup": 1.9, "single_wall_seconds": 70.0,
+                 "dask_wall_seconds": 36.8, "driver_peak_rss_mib": 250.0,
+                 "single_peak_rss_mib": 600.0, "speedup_target": 1.85,
+                 "driver_rss_target_mib": 300.0},
     }
     text = markdown(_kernels(36.0, 33.0), extras)
     lines = [t for t in text.splitlines() if t.startswith("| ") and "---" not in t][1:]
     assert len(lines) == len(ROWS) == 9
     verdicts = [t.rsplit("|", 2)[1].strip() for t in lines]
-    assert verdicts == ["met", "met", "missed", "met", "not measured", "met", "missed", "met",
-                        "not measured"]
+    assert verdicts == ["met", "met", "missed", "met", "missed", "met", "missed", "met", "met"]
     assert "1M 550 MiB, 5M 700 MiB (+27.3%)" in text
+    assert "merkle_root 13.0x / 20.0x (65%); host not idle (the competitor got 30% of a core)" \
+        in text
+    assert "1.90x (70.0 s vs 36.8 s, median of 3), driver peak RSS 250 MiB" in text
+
+
+def test_dask_row_misses_on_either_limit():
+    base = {"blocks": 1_000_000, "repeat": 3, "speedup": 1.9, "single_wall_seconds": 70.0,
+            "dask_wall_seconds": 36.8, "driver_peak_rss_mib": 250.0, "single_peak_rss_mib": 600.0,
+            "speedup_target": 1.85, "driver_rss_target_mib": 300.0}
+    for change in ({"speedup": 1.8}, {"driver_peak_rss_mib": 301.0}):
+        text = markdown([], {"dask": {**base, **change}})
+        assert "| Dask, 2 local workers vs 1 process, 1M blocks |" in text
+        assert text.count("| missed |") == 1
 
 
 def test_missing_figures_are_not_measured():
