@@ -1,6 +1,6 @@
-"""The JIT twin validates a large batch chunk by chunk (``CHUNK_BLOCKS``): every chunk
-boundary must give the statuses of one batch (the parent of a chunk's first block is
-the previous chunk's last, replays are found across chunks)."""
+"""The JIT twin works on a large batch chunk by chunk (``kernels.config.CHUNK_BLOCKS``):
+every chunk boundary must give the outputs of one batch (in validation, the parent of a
+chunk's first block is the previous chunk's last, and replays are found across chunks)."""
 import tempfile
 
 import numpy as np
@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 import kernels.jit as jit
 import kernels.legacy as legacy
+from kernels import config
 from kernels.checks import pack_blocks
-from kernels.jit import validate as jit_validate
 from parity import strategies as ps
 from tests.conftest import public_chain
 from tests.profiles import examples
@@ -19,7 +19,7 @@ from tests.profiles import examples
 
 @pytest.mark.parametrize("chunk", [1, 2, 7, 64, 299, 300, 301])
 def test_public_chain_any_chunk_size(chunk, public_vectors, monkeypatch):
-    monkeypatch.setattr(jit_validate, "CHUNK_BLOCKS", chunk)
+    monkeypatch.setattr(config, "CHUNK_BLOCKS", chunk)
     c, blocks, anchor = public_chain(public_vectors)
     got = jit.validate_blocks(*pack_blocks(blocks), now=c["now"],
                               difficulty_target=bytes.fromhex(c["difficulty_target"]),
@@ -33,7 +33,7 @@ def test_chunks_equal_legacy(chain, now, chunk):
     blocks, anchor = chain
     expected = legacy.validate_chain(blocks, now, ps.CHAIN_TARGET, anchor)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(jit_validate, "CHUNK_BLOCKS", chunk)
+        mp.setattr(config, "CHUNK_BLOCKS", chunk)
         assert jit.validate_chain(blocks, now, ps.CHAIN_TARGET, anchor) == expected
 
 
@@ -54,7 +54,7 @@ def _generated(n: int, seed: int, fault_rate: float):
 def test_faulty_corpus_across_chunk_boundaries(chunk, monkeypatch):
     """A generated corpus with faults (every rule, replays among them) in one batch."""
     shard, m, truth = _generated(300, 11, 0.3)
-    monkeypatch.setattr(jit_validate, "CHUNK_BLOCKS", chunk)
+    monkeypatch.setattr(config, "CHUNK_BLOCKS", chunk)
     got = jit.validate_blocks(*shard.arrays(), now=m.now, difficulty_target=m.difficulty_target,
                               parent=m.anchor)
     assert np.any(truth) and np.array_equal(got, truth)
@@ -63,8 +63,24 @@ def test_faulty_corpus_across_chunk_boundaries(chunk, monkeypatch):
 @pytest.mark.slow
 def test_default_chunks_on_a_batch_of_several():
     """More than two chunks of the shipped size, with faults, a partial chunk last."""
-    n = 2 * jit_validate.CHUNK_BLOCKS + 37
+    n = 2 * config.CHUNK_BLOCKS + 37
     shard, m, truth = _generated(n, 5, 0.05)
     got = jit.validate_blocks(*shard.arrays(), now=m.now, difficulty_target=m.difficulty_target,
                               parent=m.anchor)
     assert np.any(truth) and np.array_equal(got, truth)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 64, 299, 300])
+def test_merkle_roots_and_commitments_any_chunk_size(chunk, monkeypatch):
+    """The batch merkle roots and commitments chunk the same way: equal to legacy's."""
+    shard, _m, _truth = _generated(300, 12, 0.3)
+    ids, offs = shard.ids, shard.id_offsets
+    reveal = (shard.numbers, shard.num_offsets, shard.targets, shard.indices,
+              shard.idx_offsets)
+    roots = legacy.merkle_roots(ids, offs)
+    commits = legacy.commitments(shard.headers, *reveal)
+    monkeypatch.setattr(config, "CHUNK_BLOCKS", chunk)
+    for parallel in (True, False):
+        assert np.array_equal(jit.merkle_roots(ids, offs, parallel=parallel), roots)
+        assert np.array_equal(jit.commitments(shard.headers, *reveal, parallel=parallel),
+                              commits)

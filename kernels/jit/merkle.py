@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 from numba import njit, prange
 
-from kernels import checks
+from kernels import checks, config
 from kernels.config import JIT_OPTIONS, PARALLEL_OPTIONS
 from kernels.constants import HASH_SIZE
 from kernels.jit._blake3 import hash_rows_into, hash_words_into
@@ -93,8 +93,16 @@ def merkle_roots(ids: np.ndarray, offsets: np.ndarray, parallel: bool = True) ->
     """CSR ids ``uint8[T, 32]`` with ``offsets[N+1]`` -> roots ``uint8[N, 32]``."""
     ids, offsets = checks.ids(ids, offsets)
     ensure_ready()
-    out = np.empty((offsets.shape[0] - 1, HASH_SIZE), dtype=np.uint8)
-    _merkle_roots(ids, offsets, out, parallel)
+    n = offsets.shape[0] - 1
+    out = np.empty((n, HASH_SIZE), dtype=np.uint8)
+    step = config.CHUNK_BLOCKS
+    if n <= step:
+        _merkle_roots(ids, offsets, out, parallel)
+        return out
+    for lo in range(0, n, step):  # chunk by chunk: each chunk's levels stay small
+        hi = min(n, lo + step)
+        a, b = int(offsets[lo]), int(offsets[hi])
+        _merkle_roots(ids[a:b], offsets[lo:hi + 1] - a, out[lo:hi], parallel)
     return out
 
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 from numba import njit, prange
 
-from kernels import checks
+from kernels import checks, config
 from kernels import constants as C
 from kernels.config import JIT_OPTIONS, PARALLEL_OPTIONS
 from kernels.constants import Block, Parent
@@ -163,14 +163,9 @@ def _parent(parent: bytes | np.ndarray | Parent | None) -> tuple[bool, int, np.n
     return True, height, np.frombuffer(bytearray(p_hash), dtype=np.uint8).reshape(1, 32), ts
 
 
-#: blocks validated together: each chunk's temporaries (merkle levels, reveal encodings)
-#: stay a few MiB, reused from one chunk to the next, instead of hundreds of MiB touched
-#: for the first time on every call of a large batch
-CHUNK_BLOCKS = 1 << 13
-
-
 class _Scratch:
-    """Per-chunk outputs of the hashing kernels, allocated once per call."""
+    """Per-chunk outputs of the hashing kernels (``config.CHUNK_BLOCKS`` rows), allocated
+    once per call."""
 
     def __init__(self, m: int) -> None:
         self.hashes = np.empty((m, C.HASH_SIZE), dtype=np.uint8)
@@ -218,11 +213,11 @@ def validate_blocks(headers: np.ndarray, ids: np.ndarray, id_offsets: np.ndarray
     has_limit = limit <= C.I64_MAX
     now_limit = np.int64(limit if has_limit else 0)
     target_row = np.frombuffer(target, dtype=np.uint8)
-    m = min(n, CHUNK_BLOCKS)
-    scratch = _Scratch(m)
+    step = config.CHUNK_BLOCKS
+    scratch = _Scratch(min(n, step))
     out = np.empty(n, dtype=np.uint32)
-    for lo in range(0, n, CHUNK_BLOCKS):
-        hi = min(n, lo + CHUNK_BLOCKS)
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
         _chunk(headers, ids, id_offsets, numbers, num_offsets, targets, indices, idx_offsets,
                lo, hi, scratch)
         k = hi - lo
