@@ -26,6 +26,13 @@ INLINE_OPTIONS: dict[str, object] = {**JIT_OPTIONS, "inline": "always"}
 #: inputs hashed side by side, one per lane (16 x uint32 = one AVX-512 register)
 LANES = 16
 
+#: blocks the JIT twin's batch functions (merkle roots, commitments, validation) work on
+#: at a time: each chunk's temporaries (merkle levels, reveal encodings) stay a few MiB
+#: and are reused from chunk to chunk, where one pass over 1M blocks touched ~800 MiB of
+#: fresh pages per call (page faults, and lane groups gathered from all over memory).
+#: Read at call time (tests set it small to put chunk boundaries everywhere).
+CHUNK_BLOCKS = 1 << 13
+
 
 def _prefer_512_bit_vectors() -> None:
     """On AVX-512 hosts LLVM defaults to 256-bit vectors (``prefer-256-bit``); the lane

@@ -1,5 +1,6 @@
 """A run directory that survives SIGKILL: a mismatch log fsynced per shard, a results
-part per shard, and a checkpoint written atomically after both."""
+part per shard (Arrow IPC: written and read back at memory speed; only the merged
+``--results`` file is Parquet), and a checkpoint written atomically after both."""
 from __future__ import annotations
 
 import json
@@ -8,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from parity.errors import ParityError
@@ -88,8 +90,18 @@ class RunDir:
             return f.tell()
 
     def write_part(self, index: int, table: pa.Table) -> None:
-        atomic_write(self.parts / f"part-{index:06d}.parquet",
-                     lambda tmp: pq.write_table(table, tmp, **RESULTS_WRITE))
+        def write(tmp: Path) -> None:
+            with pa.OSFile(str(tmp), "wb") as f, ipc.new_file(f, RESULTS_SCHEMA) as w:
+                w.write_table(table)
+        atomic_write(self.parts / f"part-{index:06d}.arrow", write)
+
+    def read_part(self, index: int) -> pa.Table:
+        """Shard ``index``'s results (a Parquet part, from a run an earlier parity began)."""
+        path = self.parts / f"part-{index:06d}.arrow"
+        if not path.exists() and path.with_suffix(".parquet").exists():
+            return pq.read_table(path.with_suffix(".parquet"), schema=RESULTS_SCHEMA)
+        with pa.OSFile(str(path), "rb") as src:
+            return ipc.open_file(src).read_all()
 
     def checkpoint(self, data: dict) -> None:
         atomic_write_text(self.checkpoint_path, json.dumps(data))
@@ -103,6 +115,5 @@ class RunDir:
         def write(tmp: Path) -> None:
             with pq.ParquetWriter(tmp, RESULTS_SCHEMA, **RESULTS_WRITE) as writer:
                 for i in range(shards):
-                    writer.write_table(pq.read_table(self.parts / f"part-{i:06d}.parquet",
-                                                     schema=RESULTS_SCHEMA))
+                    writer.write_table(self.read_part(i))
         results_output(out).write(force, write)

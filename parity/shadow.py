@@ -13,6 +13,7 @@ import os
 import shlex
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -247,27 +248,34 @@ class ShadowRun:
         groups = self.corpus.row_groups()
         self.start_sides(self.opts.mode)
         first, log_bytes = 0, 0
+        pool = ThreadPoolExecutor(1, thread_name_prefix="parity-scan")
+        scan: Future | None = None
         if checkpoint:
             self.summary = RunSummary.from_json(checkpoint["summary"])
             first, log_bytes = checkpoint["next_shard"], checkpoint["log_bytes"]
             self.prime(groups[first].start if first < len(groups) else self.m.blocks, groups)
         else:
-            self.index(groups)
+            # pass 1 on a thread (Arrow and numpy release the GIL) while the warm-up loads
+            # the kernels; the index is complete before the first shard starts
+            scan = pool.submit(self.index, groups)
             self._checkpoint(0, 0, identity)
         self.metrics.set_mode(self.summary.mode)
-        with Progress(self.m.blocks, "shadow", quiet=self.opts.quiet) as bar:
+        with pool, Progress(self.m.blocks, "shadow", quiet=self.opts.quiet) as bar:
             bar.advance(sum(g.rows for g in groups[:first]))
             # reading ahead holds a second shard; it pays only when the legacy twin does not
             # run (mode 3: reading is then a third of the work; with legacy, under 2%)
             ahead = not self.summary.mode.runs_legacy
             for index, shard in enumerate(self.corpus.read_ahead(groups[first:], ahead), first):
                 g = groups[index]
-                self.start_shard(shard)
                 ctx = self.context(self.summary.mode)
                 ctx.sampled = sampled(self.opts, index)
                 ctx.max_records = self.opts.max_records - self.summary.records_logged
-                if not self.summary.warmup:
+                if not self.summary.warmup:  # scratch chain state: no replay state needed
                     self.summary.warmup = warm_up(shard, ctx, announce=not self.opts.quiet)
+                if scan is not None:
+                    scan.result()
+                    scan = None
+                self.start_shard(shard)
                 out = process_shard(index, shard, ctx)
                 self.summary.add(out)
                 self.metrics.observe_outcome(out)

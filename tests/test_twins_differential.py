@@ -130,22 +130,6 @@ def test_merkle_parallel(n, seed, sizes, drawn):
     _check_merkle(lists)
 
 
-@settings(max_examples=examples(15))
-@given(st.integers(1, 40), SEEDS, st.lists(st.integers(0, 70), min_size=1, max_size=8))
-def test_merkle_in_chunks(chunk_ids, seed, sizes):
-    """The batch goes to the kernel in runs of whole blocks of at most CHUNK_IDS ids (a
-    larger block alone): every run boundary, empty blocks and blocks over the limit give
-    the reference roots."""
-    from kernels.jit import merkle
-    rng = np.random.default_rng(seed)
-    lists = [[rng.bytes(32) for _ in range(sizes[i % len(sizes)])] for i in range(50)]
-    saved, merkle.CHUNK_IDS = merkle.CHUNK_IDS, chunk_ids
-    try:
-        _check_merkle(lists)
-    finally:
-        merkle.CHUNK_IDS = saved
-
-
 def test_merkle_large_counts():
     rng = np.random.default_rng(7)
     for n in (1023, 1024, 1025, 4097, 10_001):

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 from numba import njit, prange
 
-from kernels import checks
+from kernels import checks, config
 from kernels.config import JIT_OPTIONS, PARALLEL_OPTIONS
 from kernels.constants import HASH_SIZE
 from kernels.jit._blake3 import hash_rows_into, hash_words_into
@@ -89,26 +89,20 @@ def _take_roots(level, start, count, out):
     return active
 
 
-CHUNK_IDS = 1 << 18  # ids per kernel call at most (but whole blocks): 8 MiB of leaves
-
-
 def merkle_roots(ids: np.ndarray, offsets: np.ndarray, parallel: bool = True) -> np.ndarray:
-    """CSR ids ``uint8[T, 32]`` with ``offsets[N+1]`` -> roots ``uint8[N, 32]``.
-
-    Blocks go to the kernel in runs of at most :data:`CHUNK_IDS` ids (a block with more
-    alone), so its levels stay a few MiB however large the batch."""
+    """CSR ids ``uint8[T, 32]`` with ``offsets[N+1]`` -> roots ``uint8[N, 32]``."""
     ids, offsets = checks.ids(ids, offsets)
     ensure_ready()
     n = offsets.shape[0] - 1
     out = np.empty((n, HASH_SIZE), dtype=np.uint8)
-    b = 0
-    while b < n:
-        # the last block whose ids end within CHUNK_IDS of this run's first id; one at least
-        e = max(b + 1, int(np.searchsorted(offsets, offsets[b] + CHUNK_IDS, "right")) - 1)
-        e = min(e, n)
-        lo, hi = offsets[b], offsets[e]
-        _merkle_roots(ids[lo:hi], offsets[b:e + 1] - lo, out[b:e], parallel)
-        b = e
+    step = config.CHUNK_BLOCKS
+    if n <= step:
+        _merkle_roots(ids, offsets, out, parallel)
+        return out
+    for lo in range(0, n, step):  # chunk by chunk: each chunk's levels stay small
+        hi = min(n, lo + step)
+        a, b = int(offsets[lo]), int(offsets[hi])
+        _merkle_roots(ids[a:b], offsets[lo:hi + 1] - a, out[lo:hi], parallel)
     return out
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 from numba import njit, prange
 
-from kernels import checks
+from kernels import checks, config
 from kernels.config import JIT_OPTIONS, PARALLEL_OPTIONS
 from kernels.constants import HASH_SIZE, MAX_REVEAL_ITEMS, MIN_NUMBERS, OFF_PREV_HASH
 from kernels.jit._blake3 import hash_rows_into, hash_var_into
@@ -144,12 +144,17 @@ def commitments(headers: np.ndarray, numbers: np.ndarray, num_offsets: np.ndarra
     numbers, num_offsets, targets, indices, idx_offsets = checks.reveals(
         numbers, num_offsets, targets, indices, idx_offsets, blocks=n)
     ensure_ready()
-    salts = np.ascontiguousarray(headers[:, OFF_PREV_HASH:OFF_PREV_HASH + HASH_SIZE])
-    problem = np.empty((n, HASH_SIZE), dtype=np.uint8)
-    solution = np.empty((n, HASH_SIZE), dtype=np.uint8)
+    step = config.CHUNK_BLOCKS  # chunk by chunk: each chunk's encodings stay small
+    problem = np.empty((min(n, step), HASH_SIZE), dtype=np.uint8)
+    solution = np.empty_like(problem)
     commit = np.empty((n, HASH_SIZE), dtype=np.uint8)
-    _reveal_hashes_into(numbers, num_offsets, targets, indices, idx_offsets, salts, problem,
-                        solution, commit, parallel)
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
+        k = hi - lo
+        salts = np.ascontiguousarray(headers[lo:hi, OFF_PREV_HASH:OFF_PREV_HASH + HASH_SIZE])
+        _reveal_hashes_into(numbers, num_offsets[lo:hi + 1], targets[lo:hi], indices,
+                            idx_offsets[lo:hi + 1], salts, problem[:k], solution[:k],
+                            commit[lo:hi], parallel)
     return commit
 
 

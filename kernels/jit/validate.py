@@ -11,13 +11,15 @@ from collections.abc import Sequence
 import numpy as np
 from numba import njit, prange
 
-from kernels import checks
+from kernels import checks, config
 from kernels import constants as C
 from kernels.config import JIT_OPTIONS, PARALLEL_OPTIONS
 from kernels.constants import Block, Parent
+from kernels.jit._blake3 import hash_rows_into
 from kernels.jit._replay import ReplayState
+from kernels.jit._selftest import ensure_ready
 from kernels.jit.header import decode_headers, hash_headers
-from kernels.jit.merkle import merkle_roots
+from kernels.jit.merkle import _merkle_roots
 from kernels.jit.reveal import _check_solutions_into, _reveal_hashes_into
 
 __all__ = ["Block", "Parent", "new_replay_state", "validate_block", "validate_blocks",
@@ -161,6 +163,37 @@ def _parent(parent: bytes | np.ndarray | Parent | None) -> tuple[bool, int, np.n
     return True, height, np.frombuffer(bytearray(p_hash), dtype=np.uint8).reshape(1, 32), ts
 
 
+class _Scratch:
+    """Per-chunk outputs of the hashing kernels (``config.CHUNK_BLOCKS`` rows), allocated
+    once per call."""
+
+    def __init__(self, m: int) -> None:
+        self.hashes = np.empty((m, C.HASH_SIZE), dtype=np.uint8)
+        self.roots = np.empty((m, C.HASH_SIZE), dtype=np.uint8)
+        self.problem = np.empty((m, C.HASH_SIZE), dtype=np.uint8)
+        self.solution = np.empty((m, C.HASH_SIZE), dtype=np.uint8)
+        self.commit = np.empty((m, C.HASH_SIZE), dtype=np.uint8)
+        self.ok = np.empty(m, dtype=np.bool_)
+
+
+def _chunk(headers: np.ndarray, ids: np.ndarray, id_offsets: np.ndarray, numbers: np.ndarray,
+           num_offsets: np.ndarray, targets: np.ndarray, indices: np.ndarray,
+           idx_offsets: np.ndarray, lo: int, hi: int, s: _Scratch) -> None:
+    """Header hashes, merkle roots, reveal hashes and solution checks of blocks
+    ``lo..hi`` into the first ``hi - lo`` rows of ``s``."""
+    k = hi - lo
+    h = headers[lo:hi]
+    hash_rows_into(h, s.hashes[:k], True)
+    a, b = int(id_offsets[lo]), int(id_offsets[hi])
+    _merkle_roots(ids[a:b], id_offsets[lo:hi + 1] - a, s.roots[:k], True)
+    salts = np.ascontiguousarray(h[:, C.OFF_PREV_HASH:C.OFF_PREV_HASH + C.HASH_SIZE])
+    _reveal_hashes_into(numbers, num_offsets[lo:hi + 1], targets[lo:hi], indices,
+                        idx_offsets[lo:hi + 1], salts, s.problem[:k], s.solution[:k],
+                        s.commit[:k], True)
+    _check_solutions_into(numbers, num_offsets[lo:hi + 1], targets[lo:hi], indices,
+                          idx_offsets[lo:hi + 1], s.ok[:k])
+
+
 def validate_blocks(headers: np.ndarray, ids: np.ndarray, id_offsets: np.ndarray,
                     numbers: np.ndarray, num_offsets: np.ndarray, targets: np.ndarray,
                     indices: np.ndarray, idx_offsets: np.ndarray, *, now: int,
@@ -174,24 +207,31 @@ def validate_blocks(headers: np.ndarray, ids: np.ndarray, id_offsets: np.ndarray
                       idx_offsets)
     target = checks.fixed_bytes(difficulty_target, "difficulty_target", C.HASH_SIZE)
     has_parent, p_height, p_hash, p_ts = _parent(parent)
+    ensure_ready()
     n = headers.shape[0]
-    hashes = hash_headers(headers)
-    roots = merkle_roots(ids, id_offsets)
-    salts = np.ascontiguousarray(headers[:, C.OFF_PREV_HASH:C.OFF_PREV_HASH + C.HASH_SIZE])
-    problem = np.empty((n, 32), dtype=np.uint8)
-    solution = np.empty((n, 32), dtype=np.uint8)
-    commit = np.empty((n, 32), dtype=np.uint8)
-    _reveal_hashes_into(numbers, num_offsets, targets, indices, idx_offsets, salts, problem,
-                       solution, commit, True)
-    ok = np.empty(n, dtype=np.bool_)
-    _check_solutions_into(numbers, num_offsets, targets, indices, idx_offsets, ok)
     limit = int(now) + C.FUTURE_DRIFT_SECONDS  # exact; beyond i64 no timestamp can exceed it
     has_limit = limit <= C.I64_MAX
+    now_limit = np.int64(limit if has_limit else 0)
+    target_row = np.frombuffer(target, dtype=np.uint8)
+    step = config.CHUNK_BLOCKS
+    scratch = _Scratch(min(n, step))
     out = np.empty(n, dtype=np.uint32)
-    _statuses(headers, hashes, roots, problem, commit, ok, np.diff(id_offsets),
-              np.int64(limit if has_limit else 0), has_limit,
-              np.frombuffer(target, dtype=np.uint8), has_parent, np.uint64(p_height), p_hash,
-              np.int64(p_ts), out)
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
+        _chunk(headers, ids, id_offsets, numbers, num_offsets, targets, indices, idx_offsets,
+               lo, hi, scratch)
+        k = hi - lo
+        _statuses(headers[lo:hi], scratch.hashes[:k], scratch.roots[:k], scratch.problem[:k],
+                  scratch.commit[:k], scratch.ok[:k], np.diff(id_offsets[lo:hi + 1]), now_limit,
+                  has_limit, target_row, has_parent, np.uint64(p_height), p_hash,
+                  np.int64(p_ts), out[lo:hi])
+        # the last block of this chunk is the parent of the next chunk's first
+        last = headers[hi - 1]
+        has_parent = True
+        p_height = int.from_bytes(last[C.OFF_HEIGHT:C.OFF_HEIGHT + 8].tobytes(), "little")
+        p_ts = int.from_bytes(last[C.OFF_TIMESTAMP:C.OFF_TIMESTAMP + 8].tobytes(), "little",
+                              signed=True)
+        p_hash = scratch.hashes[k - 1:k].copy()
     state = new_replay_state() if replay is None else replay
     out[state.mark(_commit_keys(headers))] |= np.uint32(C.COMMITMENT_REPLAY)
     return out
