@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit, prange
 
 from kernels import checks
-from kernels.config import INLINE_OPTIONS, JIT_OPTIONS, LANES, PARALLEL_OPTIONS
+from kernels.config import JIT_OPTIONS, LANES, PARALLEL_OPTIONS
 
 IV0 = np.uint32(0x6A09E667)
 IV1 = np.uint32(0xBB67AE85)
@@ -34,29 +34,33 @@ CHUNK_LEN = 1024
 if sys.byteorder != "little":  # words are read through uint32 views
     raise ImportError("kernels.jit needs a little-endian machine")
 
+#: rotation amounts as numpy scalars: a Python int constant argument is a literal type to
+#: numba, which compiles the callee once per value
+_R16, _R12, _R8, _R7 = np.int64(16), np.int64(12), np.int64(8), np.int64(7)
+
 #: below this many rows a call stays on one thread
 PARALLEL_MIN_ROWS = 4 * LANES
 
 
-@njit(**INLINE_OPTIONS)
+@njit(**JIT_OPTIONS)
 def _rotr(x, n):
     return np.uint32((x >> n) | (x << (32 - n)))
 
 
-@njit(**INLINE_OPTIONS)
+@njit(**JIT_OPTIONS)
 def _g(a, b, c, d, mx, my):
     a = np.uint32(a + b + mx)
-    d = _rotr(np.uint32(d ^ a), 16)
+    d = _rotr(np.uint32(d ^ a), _R16)
     c = np.uint32(c + d)
-    b = _rotr(np.uint32(b ^ c), 12)
+    b = _rotr(np.uint32(b ^ c), _R12)
     a = np.uint32(a + b + my)
-    d = _rotr(np.uint32(d ^ a), 8)
+    d = _rotr(np.uint32(d ^ a), _R8)
     c = np.uint32(c + d)
-    b = _rotr(np.uint32(b ^ c), 7)
+    b = _rotr(np.uint32(b ^ c), _R7)
     return a, b, c, d
 
 
-@njit(**INLINE_OPTIONS)
+@njit(**JIT_OPTIONS)
 def _round(s, m):
     s0, s4, s8, s12 = _g(s[0], s[4], s[8], s[12], m[0], m[1])
     s1, s5, s9, s13 = _g(s[1], s[5], s[9], s[13], m[2], m[3])
@@ -69,7 +73,7 @@ def _round(s, m):
     return (s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14, s15)
 
 
-@njit(**INLINE_OPTIONS)
+@njit(**JIT_OPTIONS)
 def _permute(m):
     return (m[2], m[6], m[3], m[10], m[7], m[0], m[4], m[13],
             m[1], m[11], m[12], m[5], m[9], m[14], m[15], m[8])
@@ -158,7 +162,7 @@ def _parent_into(st, left, nl, flags):
         st[8 * LANES + i] = left[i]
         st[16 * LANES + i] = st[i]
     _set_iv(st, nl)
-    _compress_lanes(st, nl, 0, BLOCK_LEN, flags)
+    _compress_lanes(st, nl, np.int64(0), np.int64(BLOCK_LEN), flags)
 
 
 @njit(**JIT_OPTIONS)
@@ -201,14 +205,14 @@ def _hash_group(words, starts, stride, n, dest, i0, nl, out_words, st, stack):
             total = c + 1
             while total & 1 == 0:
                 depth -= 1
-                _parent_into(st, stack[depth], nl, PARENT)
+                _parent_into(st, stack[depth], nl, np.int64(PARENT))
                 total >>= 1
             for i in range(8 * LANES):
                 stack[depth, i] = st[i]
             depth += 1
     while depth > 0:
         depth -= 1
-        _parent_into(st, stack[depth], nl, PARENT | ROOT if depth == 0 else PARENT)
+        _parent_into(st, stack[depth], nl, np.int64(PARENT | ROOT if depth == 0 else PARENT))
     for l in range(nl):  # lane by lane: 8 consecutive output words each
         o = (i0 + l) * 8 if stride >= 0 else dest[i0 + l] * 8
         for w in range(8):
@@ -243,14 +247,15 @@ def _hash_task(words, starts, stride, count, n, dest, task, out_words):
 def _hash_parallel(words, starts, stride, count, n, dest, out_words):
     tasks = (count + GROUPS_PER_TASK * LANES - 1) // (GROUPS_PER_TASK * LANES)
     for t in prange(tasks):
-        _hash_task(words, starts, stride, count, n, dest, t, out_words)
+        _hash_task(words, starts, stride, count, n, dest, np.int64(t), out_words)
 
 
 @njit(**JIT_OPTIONS)
 def hash_words_into(words, starts, n, dest, out_words, parallel):
     """BLAKE3 of ``n``-byte inputs at word offsets ``starts`` of ``words``; digest i
     goes to words ``8 * dest[i]..8 * dest[i] + 8`` of ``out_words`` (from numba)."""
-    _dispatch(words, starts, -1, starts.shape[0], n, dest, out_words, parallel)
+    _dispatch(words, starts, np.int64(-1), starts.shape[0], np.int64(n), dest, out_words,
+              parallel)
 
 
 @njit(**JIT_OPTIONS)
@@ -293,14 +298,14 @@ def hash_rows_into(data, out, parallel):
 @njit(**JIT_OPTIONS)
 def _var_task(words, sorted_starts, lengths, order, tasks, t, out_words):
     lo, hi = tasks[t, 0], tasks[t, 1]
-    _hash_serial(words, sorted_starts[lo:hi], -1, hi - lo, lengths[order[lo]], order[lo:hi],
-                 out_words)
+    _hash_serial(words, sorted_starts[lo:hi], np.int64(-1), hi - lo, lengths[order[lo]],
+                 order[lo:hi], out_words)
 
 
 @njit(**PARALLEL_OPTIONS)
 def _var_parallel(words, sorted_starts, lengths, order, tasks, out_words):
     for t in prange(tasks.shape[0]):
-        _var_task(words, sorted_starts, lengths, order, tasks, t, out_words)
+        _var_task(words, sorted_starts, lengths, order, tasks, np.int64(t), out_words)
 
 
 @njit(**JIT_OPTIONS)

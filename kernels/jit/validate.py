@@ -18,7 +18,7 @@ from kernels.constants import Block, Parent
 from kernels.jit._replay import ReplayState
 from kernels.jit.header import decode_headers, hash_headers
 from kernels.jit.merkle import merkle_roots
-from kernels.jit.reveal import _check_solutions_into, _reveal_hashes_into
+from kernels.jit.reveal import _check_solutions_into, _reveal_hashes_into, read_only
 
 __all__ = ["Block", "Parent", "new_replay_state", "validate_block", "validate_blocks",
            "validate_chain"]
@@ -28,6 +28,9 @@ _SIGN = np.uint64(0x8000000000000000)
 _MAG = np.uint64(0x7FFFFFFFFFFFFFFF)
 _ONE = np.uint64(0x3FF0000000000000)  # bits of 1.0; positive doubles order like their bits
 _U64_MAX = np.uint64(0xFFFFFFFFFFFFFFFF)
+#: numpy scalars, not Python ints: numba types an int constant argument as a literal and
+#: compiles the callee once per value
+_BYTES4, _BYTES8, _ROW0 = np.int64(4), np.int64(8), np.int64(0)
 
 
 @njit(**JIT_OPTIONS)
@@ -61,26 +64,26 @@ def _same(a, ao, b, bo, arow, brow):
 def _block_status(h, b, hashes, roots, problem, commit, ok, counts, now_limit,
                   has_now_limit, target, has_parent, p_height, p_hash, p_ts):
     status = np.uint32(0)
-    version = _le(h, b, C.OFF_VERSION, 4)
+    version = _le(h, b, C.OFF_VERSION, _BYTES4)
     if version != np.uint64(1) and version != np.uint64(2):
         status |= C.VERSION_UNSUPPORTED
-    ts = np.int64(_le(h, b, C.OFF_TIMESTAMP, 8))
+    ts = np.int64(_le(h, b, C.OFF_TIMESTAMP, _BYTES8))
     if ts < 0:
         status |= C.TIMESTAMP_NEGATIVE
     if has_now_limit and ts > now_limit:
         status |= C.TIMESTAMP_FUTURE
-    ws = _le(h, b, C.OFF_WORK_SCORE, 8)
+    ws = _le(h, b, C.OFF_WORK_SCORE, _BYTES8)
     if _nonfinite(ws) or _negative(ws):
         status |= C.WORK_SCORE_INVALID
-    if _nonfinite(_le(h, b, C.OFF_TIME_ASYMMETRY, 8)):
+    if _nonfinite(_le(h, b, C.OFF_TIME_ASYMMETRY, _BYTES8)):
         status |= C.TIME_ASYMMETRY_NONFINITE
-    sq = _le(h, b, C.OFF_SOLUTION_QUALITY, 8)
+    sq = _le(h, b, C.OFF_SOLUTION_QUALITY, _BYTES8)
     if _nonfinite(sq) or _negative(sq) or ((sq & _SIGN) == np.uint64(0) and sq > _ONE):
         status |= C.SOLUTION_QUALITY_INVALID
-    cw = _le(h, b, C.OFF_COMPLEXITY_WEIGHT, 8)
+    cw = _le(h, b, C.OFF_COMPLEXITY_WEIGHT, _BYTES8)
     if _nonfinite(cw) or _negative(cw):
         status |= C.COMPLEXITY_WEIGHT_INVALID
-    ee = _le(h, b, C.OFF_ENERGY_ESTIMATE, 8)
+    ee = _le(h, b, C.OFF_ENERGY_ESTIMATE, _BYTES8)
     if _nonfinite(ee) or _negative(ee):
         status |= C.ENERGY_ESTIMATE_INVALID
     if counts[b] > C.MAX_TRANSACTIONS:
@@ -88,15 +91,15 @@ def _block_status(h, b, hashes, roots, problem, commit, ok, counts, now_limit,
     if not _same(h, C.OFF_TX_ROOT, roots, 0, b, b):
         status |= C.TX_ROOT_MISMATCH
     if b > 0 or has_parent:
-        height = _le(h, b, C.OFF_HEIGHT, 8)
+        height = _le(h, b, C.OFF_HEIGHT, _BYTES8)
         if b > 0:
-            parent_height = _le(h, b - 1, C.OFF_HEIGHT, 8)
-            parent_ts = np.int64(_le(h, b - 1, C.OFF_TIMESTAMP, 8))
+            parent_height = _le(h, b - 1, C.OFF_HEIGHT, _BYTES8)
+            parent_ts = np.int64(_le(h, b - 1, C.OFF_TIMESTAMP, _BYTES8))
             prev_ok = _same(h, C.OFF_PREV_HASH, hashes, 0, b, b - 1)
         else:
             parent_height = p_height
             parent_ts = p_ts
-            prev_ok = _same(h, C.OFF_PREV_HASH, p_hash, 0, b, 0)
+            prev_ok = _same(h, C.OFF_PREV_HASH, p_hash, 0, b, _ROW0)
         if parent_height == _U64_MAX or height != parent_height + np.uint64(1):
             status |= C.HEIGHT_NOT_SEQUENTIAL  # exact: no child of the maximum height
         if not prev_ok:
@@ -123,21 +126,22 @@ def _block_status(h, b, hashes, roots, problem, commit, ok, counts, now_limit,
 def _statuses(h, hashes, roots, problem, commit, ok, counts, now_limit, has_now_limit,
               target, has_parent, p_height, p_hash, p_ts, out):
     for b in prange(h.shape[0]):
-        out[b] = _block_status(h, b, hashes, roots, problem, commit, ok, counts, now_limit,
-                               has_now_limit, target, has_parent, p_height, p_hash, p_ts)
+        out[b] = _block_status(h, np.int64(b), hashes, roots, problem, commit, ok, counts,
+                               now_limit, has_now_limit, target, has_parent, p_height, p_hash,
+                               p_ts)
 
 
 @njit(**JIT_OPTIONS)
 def _commit_key(h, b, keys):
     for j in range(4):
-        keys[b, j] = _le(h, b, C.OFF_COMMITMENT_HASH + 8 * j, 8)
+        keys[b, j] = _le(h, b, C.OFF_COMMITMENT_HASH + 8 * j, _BYTES8)
 
 
 @njit(**PARALLEL_OPTIONS)
 def _commit_keys(h):
     keys = np.empty((h.shape[0], 4), dtype=np.uint64)
     for b in prange(h.shape[0]):
-        _commit_key(h, b, keys)
+        _commit_key(h, np.int64(b), keys)
     return keys
 
 
@@ -181,19 +185,31 @@ def validate_blocks(headers: np.ndarray, ids: np.ndarray, id_offsets: np.ndarray
     problem = np.empty((n, 32), dtype=np.uint8)
     solution = np.empty((n, 32), dtype=np.uint8)
     commit = np.empty((n, 32), dtype=np.uint8)
-    _reveal_hashes_into(numbers, num_offsets, targets, indices, idx_offsets, salts, problem,
-                       solution, commit, True)
+    reveals = read_only(numbers, num_offsets, targets, indices, idx_offsets)
+    _reveal_hashes_into(*reveals, *read_only(salts), problem, solution, commit, True)
     ok = np.empty(n, dtype=np.bool_)
-    _check_solutions_into(numbers, num_offsets, targets, indices, idx_offsets, ok)
+    _check_solutions_into(*reveals, ok)
+    return _rules(headers, hashes, roots, problem, commit, ok, id_offsets, now, target,
+                  (has_parent, p_height, p_hash, p_ts), replay)
+
+
+def _rules(headers: np.ndarray, hashes: np.ndarray, roots: np.ndarray, problem: np.ndarray,
+           commit: np.ndarray, ok: np.ndarray, id_offsets: np.ndarray, now: int, target: bytes,
+           parent: tuple[bool, int, np.ndarray, int], replay: ReplayState | None) -> np.ndarray:
+    """The bitmasks from the batch's hashes and solution checks, replays marked in
+    ``replay`` (the arguments as :func:`validate_blocks` makes them; also what the first
+    run's parallel compile calls, so it compiles the very same kernel types)."""
+    has_parent, p_height, p_hash, p_ts = parent
     limit = int(now) + C.FUTURE_DRIFT_SECONDS  # exact; beyond i64 no timestamp can exceed it
     has_limit = limit <= C.I64_MAX
-    out = np.empty(n, dtype=np.uint32)
-    _statuses(headers, hashes, roots, problem, commit, ok, np.diff(id_offsets),
+    out = np.empty(headers.shape[0], dtype=np.uint32)
+    frozen, = read_only(headers)
+    _statuses(frozen, hashes, roots, problem, commit, ok, np.diff(id_offsets),
               np.int64(limit if has_limit else 0), has_limit,
               np.frombuffer(target, dtype=np.uint8), has_parent, np.uint64(p_height), p_hash,
               np.int64(p_ts), out)
     state = new_replay_state() if replay is None else replay
-    out[state.mark(_commit_keys(headers))] |= np.uint32(C.COMMITMENT_REPLAY)
+    out[state.mark(_commit_keys(frozen))] |= np.uint32(C.COMMITMENT_REPLAY)
     return out
 
 

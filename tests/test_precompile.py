@@ -1,0 +1,89 @@
+"""The first run's two-process compile (kernels/jit/_precompile.py), on a fresh numba
+cache: every kernel is cached with exactly one signature (what makes the two concurrent
+writers safe), the calling process then compiles nothing, and the kernels it loads give
+legacy's results."""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+_RUN = """
+import json
+import numpy as np
+from numba.core.registry import CPUDispatcher
+from kernels.jit import _precompile
+cold = _precompile.cold()
+ran = _precompile.precompile()
+import kernels.jit as J
+import kernels.legacy as L
+from kernels.jit import _blake3, _replay, header, merkle, reveal, validate
+from parity.corpus import open_corpus
+same = {}
+for name in ("sample-valid", "sample-faults"):
+    corpus = open_corpus("corpora/" + name)
+    m = corpus.manifest
+    states = {J: J.new_replay_state(), L: L.new_replay_state()}
+    for shard in corpus.shards():
+        a, b = (t.validate_blocks(*shard.arrays(), now=m.now, parent=m.anchor,
+                                  difficulty_target=m.difficulty_target, replay=states[t])
+                for t in (J, L))
+        same[name] = same.get(name, True) and bool(np.array_equal(a, b))
+        part = shard.slice(0, 40, copy=False)
+        h = part.headers
+        same["commitments"] = same.get("commitments", True) and bool(np.array_equal(
+            J.commitments(h, *part.arrays()[3:]), L.commitments(h, *part.arrays()[3:])))
+        ids = [bytes(range(32)), bytes(32), bytes([7]) * 32]
+        same["single"] = same.get("single", True) and (
+            J.hash_header(h[0].tobytes()) == L.hash_header(h[0].tobytes())
+            and J.merkle_root(ids) == L.merkle_root(ids)
+            and J.problem_hash([3, -4, 5], 1) == L.problem_hash([3, -4, 5], 1)
+            and J.solution_ok([3, -4, 5], 1, [1, 2]) == L.solution_ok([3, -4, 5], 1, [1, 2]))
+misses = {}
+for mod in (_blake3, _replay, header, merkle, reveal, validate):
+    for name, obj in vars(mod).items():
+        if isinstance(obj, CPUDispatcher) and obj.stats.cache_misses:
+            misses[name] = sum(obj.stats.cache_misses.values())
+print(json.dumps({"cold": cold, "ran": ran, "same": same, "misses": misses}))
+"""
+
+
+def _entries(index: Path) -> int:
+    """Signatures in one numba cache index (a pickled version, then (stamp, overloads))."""
+    with index.open("rb") as f:
+        pickle.load(f)
+        _stamp, overloads = pickle.loads(f.read())
+    return len(overloads)
+
+
+@pytest.mark.slow
+def test_two_process_first_compile(tmp_path: Path) -> None:
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), PARITY_NUMBA_CACHE="1",
+               PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH"))
+                                          if p))
+    out = subprocess.run([sys.executable, "-c", _RUN], env=env, cwd=ROOT, capture_output=True,
+                         text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.splitlines()[-1])
+    assert result["cold"] and result["ran"]
+    assert result["misses"] == {}, "compiled in the caller after the two-process compile"
+    assert result["same"] and all(result["same"].values()), result["same"]
+    indexes = sorted(tmp_path.rglob("*.nbi"))
+    assert len(indexes) >= 30
+    several = {p.name: n for p in indexes if (n := _entries(p)) != 1}
+    assert several == {}, f"kernels cached with more than one signature: {several}"
+
+
+def test_warm_or_disabled_cache_does_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kernels import config
+    from kernels.jit import _precompile
+    monkeypatch.setattr(config, "CACHE", False)
+    assert not _precompile.cold()
+    assert _precompile.precompile() is False
