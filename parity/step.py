@@ -336,11 +336,12 @@ class _WarmUpNotice:
                 sys.stderr.flush()
 
 
-def _compile_jit_kernels(notice: _WarmUpNotice) -> None:
+def _compile_jit_kernels(twin: Any, notice: _WarmUpNotice) -> None:
     """A refactored twin built on ``kernels.jit`` (the JIT twin, or a twin file importing
-    it) compiles those kernels on two processes when numba's cache is cold (a fresh
-    clone): see kernels/jit/_precompile.py. Nothing happens on a warm cache."""
-    if "kernels.jit" not in sys.modules:
+    its functions) compiles those kernels on two processes when numba's cache is cold (a
+    fresh clone): see kernels/jit/_precompile.py. Nothing happens on a warm cache."""
+    attrs = list(getattr(twin, "__dict__", {}).values())
+    if not any(str(getattr(a, "__module__", "")).startswith("kernels.jit") for a in attrs):
         return
     from kernels.jit import _precompile
     if _precompile.cold():
@@ -361,7 +362,7 @@ def warm_up(shard: Shard, ctx: ShardContext, announce: bool = False) -> dict[str
     try:
         t0 = time.perf_counter()
         if plan.refactored:
-            _compile_jit_kernels(notice)
+            _compile_jit_kernels(ctx.refactored.twin, notice)
         first_compile = time.perf_counter() - t0  # the refactored side's warm-up
         for side in sides:
             t0 = time.perf_counter() - (first_compile if side is ctx.refactored else 0.0)

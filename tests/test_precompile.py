@@ -87,3 +87,40 @@ def test_warm_or_disabled_cache_does_nothing(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(config, "CACHE", False)
     assert not _precompile.cold()
     assert _precompile.precompile() is False
+
+
+def test_warm_up_counts_the_two_process_compile_for_jit_twins_only(tmp_path, monkeypatch):
+    import io
+
+    import kernels.jit
+    import kernels.legacy
+    from kernels.jit import _precompile
+    from parity import step
+    from parity.modes import Mode
+    from parity.shadow import ShadowOptions, ShadowRun
+    calls = []
+
+    def fake(advance):
+        calls.append(advance)
+        for _ in range(_precompile.STEPS):
+            advance()
+        return True
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(_precompile, "cold", lambda: True)
+    monkeypatch.setattr(_precompile, "precompile", fake)
+    monkeypatch.setattr(step, "COMPILE_NOTICE_AFTER", 0.0)
+    for twin, runs in ((kernels.legacy, False), (kernels.jit, True)):
+        run = ShadowRun(ShadowOptions(corpus=str(ROOT / "corpora" / "sample-valid"),
+                                      functions=("header_hash",), quiet=True,
+                                      run_dir=str(tmp_path / twin.__name__)), refactored=twin)
+        shard = run.corpus.read_shard(run.corpus.row_groups()[0])
+        err = Tty()
+        monkeypatch.setattr(sys, "stderr", err)
+        step.warm_up(shard, run.context(Mode.SHADOW), announce=True)
+        assert len(calls) == int(runs)
+        total = 2 + (_precompile.STEPS if runs else 0)
+        assert err.getvalue().rstrip().endswith(f"compiling kernels (first run only): {total}/{total}")
