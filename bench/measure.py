@@ -85,21 +85,27 @@ print(json.dumps({"seconds": time.perf_counter() - t0}))
 """
 
 
-def startup() -> dict:
+def startup(cold_runs: int = 3) -> dict:
     """Cold (empty numba cache) and warm (cache filled) time to load every kernel and
     run each once, in fresh processes, as a first run gets them: on a cold cache parity's
-    warm-up compiles on two processes first (kernels/jit/_precompile.py)."""
-    with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-        runs = []
-        for _ in range(3):
-            out = subprocess.run([sys.executable, "-c", _STARTUP], env=env, cwd=ROOT,
-                                 capture_output=True, text=True, check=True)
-            runs.append(json.loads(out.stdout)["seconds"])
+    warm-up compiles on two processes first (kernels/jit/_precompile.py). The cold figure
+    is the median of ``cold_runs`` fresh caches (each followed by two warm runs)."""
+    colds, warms = [], []
+    for _ in range(cold_runs):
+        with tempfile.TemporaryDirectory() as cache:
+            env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+            runs = []
+            for _ in range(3):
+                out = subprocess.run([sys.executable, "-c", _STARTUP], env=env, cwd=ROOT,
+                                     capture_output=True, text=True, check=True)
+                runs.append(json.loads(out.stdout)["seconds"])
+        colds.append(runs[0])
+        warms.extend(runs[1:])
     import_only = subprocess.run([sys.executable, "-c", "import time;t=time.perf_counter();"
                                   "import numpy, numba;print(time.perf_counter()-t)"],
                                  capture_output=True, text=True, check=True)
-    return {"cold_seconds": runs[0], "warm_seconds": min(runs[1:]),
+    return {"cold_seconds": float(np.median(colds)), "cold_runs": colds,
+            "warm_seconds": min(warms),
             "python_numba_import_seconds": float(import_only.stdout)}
 
 
