@@ -34,29 +34,28 @@ CHUNK_LEN = 1024
 if sys.byteorder != "little":  # words are read through uint32 views
     raise ImportError("kernels.jit needs a little-endian machine")
 
-#: rotation amounts as numpy scalars: a Python int constant argument is a literal type to
-#: numba, which compiles the callee once per value
-_R16, _R12, _R8, _R7 = np.int64(16), np.int64(12), np.int64(8), np.int64(7)
-
 #: below this many rows a call stays on one thread
 PARALLEL_MIN_ROWS = 4 * LANES
 
 
 @njit(**JIT_OPTIONS)
 def _rotr(x, n):
+    """Called with literal amounts on purpose (one small specialization each, compiled by
+    one process only, see ``_precompile``): this is the code the lane loop was tuned on,
+    and with the amount as a uint32 argument it ran about 7x slower (measured)."""
     return np.uint32((x >> n) | (x << (32 - n)))
 
 
 @njit(**JIT_OPTIONS)
 def _g(a, b, c, d, mx, my):
     a = np.uint32(a + b + mx)
-    d = _rotr(np.uint32(d ^ a), _R16)
+    d = _rotr(np.uint32(d ^ a), 16)
     c = np.uint32(c + d)
-    b = _rotr(np.uint32(b ^ c), _R12)
+    b = _rotr(np.uint32(b ^ c), 12)
     a = np.uint32(a + b + my)
-    d = _rotr(np.uint32(d ^ a), _R8)
+    d = _rotr(np.uint32(d ^ a), 8)
     c = np.uint32(c + d)
-    b = _rotr(np.uint32(b ^ c), _R7)
+    b = _rotr(np.uint32(b ^ c), 7)
     return a, b, c, d
 
 

@@ -1,24 +1,27 @@
 """The first run's compile on both cores: two child processes each compile one group of
 kernels into numba's on-disk cache, then the caller loads every kernel from there.
 
-The groups split the work where it is independent: ``hashes`` compiles the BLAKE3 core,
-header hashes and merkle roots; ``blocks`` first what needs no BLAKE3 (the rules, the
-replay table, subset sums, encodings), then the reveal hashes, whose BLAKE3 callees the
-other process has usually cached by then (numba loads a callee from the cache when it
-is there, and compiles it otherwise).
+The groups split the work where it is independent: ``hashes`` compiles the BLAKE3 core
+(with header hashes), then merkle roots and the per-call header hash; ``blocks`` first
+what needs no BLAKE3 (the rules, the replay table, subset sums, encodings), then waits
+until the BLAKE3 core is cached and compiles the reveal hashes, which load it from there
+(numba loads a callee from the cache when it is there).
 
 Concurrent writers: numba keeps one index file per function (``*.nbi``: read it, add
 the entry, replace the file) and names each data file by the first number free in the
-index it read. Two processes adding *different* signatures of one function at once
-could both take the same name; the same signature is the same entry in both. So every
-kernel compiles with exactly one signature (the public wrappers pass one kind of each
-argument); ``tests/test_precompile.py`` checks that on a fresh cache.
+index it read, so two processes adding different signatures of one function at once
+could take the same name. The wait keeps the groups' functions disjoint (each child
+reports what it compiled; ``tests/test_precompile.py`` checks it on a fresh cache), and
+a lock file keeps a second caller (another Dask worker) from compiling at the same time.
 """
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -39,7 +42,7 @@ def _hashes() -> Iterator[str]:
     from kernels.jit.merkle import _merkle_roots
     rows = np.zeros((2, HEADER_SIZE), dtype=np.uint8)
     hash_rows_into(rows, np.empty((2, HASH_SIZE), dtype=np.uint8), True)
-    yield "header hashes"
+    yield CORE_STEP
     ids = np.zeros((3, HASH_SIZE), dtype=np.uint8)
     _merkle_roots(ids, np.array([0, 3], dtype=np.int64), np.empty((1, HASH_SIZE), np.uint8), True)
     yield "merkle roots"
@@ -66,11 +69,14 @@ def _blocks() -> Iterator[str]:
     reveal.problem_bytes([1], 1)
     reveal.solution_bytes([0])
     yield "encodings"
+    sys.stdin.readline()  # the BLAKE3 core is cached (or its process is gone)
     reveal._reveal_hashes_into(*reveal.read_only(*reveals, h32), h32.copy(), h32.copy(),
                                h32.copy(), True)
     yield "reveal hashes"
 
 
+#: the step of ``hashes`` after which the BLAKE3 core is in the cache
+CORE_STEP = "blake3 and header hashes"
 GROUPS: dict[str, Callable[[], Iterator[str]]] = {"hashes": _hashes, "blocks": _blocks}
 #: steps reported by all groups together (the progress count)
 STEPS = 8
@@ -98,37 +104,88 @@ def cold() -> bool:
         return False
 
 
-def precompile(advance: Callable[[], None] = lambda: None) -> bool:
+def _lock_path() -> Path:
+    """A lock file per numba cache directory (in the temporary directory)."""
+    from kernels.jit._blake3 import hash_rows_into
+    try:
+        where = str(hash_rows_into._cache._cache_path)
+    except AttributeError:
+        where = str(_ROOT)
+    name = hashlib.sha256(where.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"parity-precompile-{name}.lock"
+
+
+def precompile(advance: Callable[[], None] = lambda: None) -> dict[str, list[str]] | None:
     """On a cold cache, compile every kernel in two child processes at once (one group
     each) and wait for both; ``advance`` is called after each finished step (``STEPS``
-    in all). Returns whether it ran. A failed child only costs time: what it did not
-    cache, the caller compiles when it first calls the kernel."""
+    in all). Returns what each group compiled, or None when the cache was warm. A failed
+    child only costs time: what it did not cache, the caller compiles when it first
+    calls the kernel."""
     if not cold():
-        return False
+        return None
+    with _lock_path().open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        return _run(advance) if cold() else None
+
+
+def _run(advance: Callable[[], None]) -> dict[str, list[str]]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_ROOT), env.get("PYTHONPATH")) if p)
-    children = [subprocess.Popen([sys.executable, "-m", "kernels.jit._precompile", name],
-                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                 text=True) for name in GROUPS]
+    hashes, blocks = (subprocess.Popen([sys.executable, "-m", "kernels.jit._precompile", name],
+                                       env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                       stderr=subprocess.DEVNULL, text=True)
+                      for name in GROUPS)
+    compiled: dict[str, list[str]] = {}
 
-    def follow(child: subprocess.Popen) -> None:
+    def go() -> None:
+        """Let ``blocks`` go on to the kernels that call the BLAKE3 core."""
+        assert blocks.stdin is not None
+        try:
+            blocks.stdin.write("go\n")
+            blocks.stdin.close()
+        except (BrokenPipeError, ValueError):
+            pass
+
+    def follow(name: str, child: subprocess.Popen) -> None:
         assert child.stdout is not None
-        for _ in child.stdout:
+        for line in child.stdout:
+            kind, _, what = line.rstrip("\n").partition(" ")
+            if kind == "compiled":
+                compiled[name] = what.split()
+                continue
             advance()
+            if what == CORE_STEP:
+                go()
         child.wait()
+        if child is hashes:
+            go()  # gone before the core step: nothing more to wait for
 
-    readers = [threading.Thread(target=follow, args=(c,), daemon=True) for c in children]
+    readers = [threading.Thread(target=follow, args=item, daemon=True)
+               for item in zip(GROUPS, (hashes, blocks))]
     for r in readers:
         r.start()
     for r in readers:
         r.join()
-    return True
+    return compiled
+
+
+def _compiled() -> list[str]:
+    """The kernels this process compiled (rather than loaded from the cache)."""
+    from numba.core.registry import CPUDispatcher
+
+    from kernels.jit import _blake3, _replay, header, merkle, reveal, validate
+    return sorted(f"{mod.__name__}.{name}" for mod in (_blake3, _replay, header, merkle, reveal,
+                                                       validate)
+                  for name, obj in vars(mod).items()
+                  if isinstance(obj, CPUDispatcher) and obj.stats.cache_misses)
 
 
 def main(argv: list[str]) -> int:
-    """``python -m kernels.jit._precompile GROUP``: compile one group, a line per step."""
+    """``python -m kernels.jit._precompile GROUP``: compile one group, a line per step,
+    then the kernels it compiled."""
     for step in GROUPS[argv[0]]():
-        print(step, flush=True)
+        print("step", step, flush=True)
+    print("compiled", *_compiled(), flush=True)
     return 0
 
 

@@ -28,9 +28,6 @@ _SIGN = np.uint64(0x8000000000000000)
 _MAG = np.uint64(0x7FFFFFFFFFFFFFFF)
 _ONE = np.uint64(0x3FF0000000000000)  # bits of 1.0; positive doubles order like their bits
 _U64_MAX = np.uint64(0xFFFFFFFFFFFFFFFF)
-#: numpy scalars, not Python ints: numba types an int constant argument as a literal and
-#: compiles the callee once per value
-_BYTES4, _BYTES8, _ROW0 = np.int64(4), np.int64(8), np.int64(0)
 
 
 @njit(**JIT_OPTIONS)
@@ -64,26 +61,26 @@ def _same(a, ao, b, bo, arow, brow):
 def _block_status(h, b, hashes, roots, problem, commit, ok, counts, now_limit,
                   has_now_limit, target, has_parent, p_height, p_hash, p_ts):
     status = np.uint32(0)
-    version = _le(h, b, C.OFF_VERSION, _BYTES4)
+    version = _le(h, b, C.OFF_VERSION, 4)
     if version != np.uint64(1) and version != np.uint64(2):
         status |= C.VERSION_UNSUPPORTED
-    ts = np.int64(_le(h, b, C.OFF_TIMESTAMP, _BYTES8))
+    ts = np.int64(_le(h, b, C.OFF_TIMESTAMP, 8))
     if ts < 0:
         status |= C.TIMESTAMP_NEGATIVE
     if has_now_limit and ts > now_limit:
         status |= C.TIMESTAMP_FUTURE
-    ws = _le(h, b, C.OFF_WORK_SCORE, _BYTES8)
+    ws = _le(h, b, C.OFF_WORK_SCORE, 8)
     if _nonfinite(ws) or _negative(ws):
         status |= C.WORK_SCORE_INVALID
-    if _nonfinite(_le(h, b, C.OFF_TIME_ASYMMETRY, _BYTES8)):
+    if _nonfinite(_le(h, b, C.OFF_TIME_ASYMMETRY, 8)):
         status |= C.TIME_ASYMMETRY_NONFINITE
-    sq = _le(h, b, C.OFF_SOLUTION_QUALITY, _BYTES8)
+    sq = _le(h, b, C.OFF_SOLUTION_QUALITY, 8)
     if _nonfinite(sq) or _negative(sq) or ((sq & _SIGN) == np.uint64(0) and sq > _ONE):
         status |= C.SOLUTION_QUALITY_INVALID
-    cw = _le(h, b, C.OFF_COMPLEXITY_WEIGHT, _BYTES8)
+    cw = _le(h, b, C.OFF_COMPLEXITY_WEIGHT, 8)
     if _nonfinite(cw) or _negative(cw):
         status |= C.COMPLEXITY_WEIGHT_INVALID
-    ee = _le(h, b, C.OFF_ENERGY_ESTIMATE, _BYTES8)
+    ee = _le(h, b, C.OFF_ENERGY_ESTIMATE, 8)
     if _nonfinite(ee) or _negative(ee):
         status |= C.ENERGY_ESTIMATE_INVALID
     if counts[b] > C.MAX_TRANSACTIONS:
@@ -91,15 +88,15 @@ def _block_status(h, b, hashes, roots, problem, commit, ok, counts, now_limit,
     if not _same(h, C.OFF_TX_ROOT, roots, 0, b, b):
         status |= C.TX_ROOT_MISMATCH
     if b > 0 or has_parent:
-        height = _le(h, b, C.OFF_HEIGHT, _BYTES8)
+        height = _le(h, b, C.OFF_HEIGHT, 8)
         if b > 0:
-            parent_height = _le(h, b - 1, C.OFF_HEIGHT, _BYTES8)
-            parent_ts = np.int64(_le(h, b - 1, C.OFF_TIMESTAMP, _BYTES8))
+            parent_height = _le(h, b - 1, C.OFF_HEIGHT, 8)
+            parent_ts = np.int64(_le(h, b - 1, C.OFF_TIMESTAMP, 8))
             prev_ok = _same(h, C.OFF_PREV_HASH, hashes, 0, b, b - 1)
         else:
             parent_height = p_height
             parent_ts = p_ts
-            prev_ok = _same(h, C.OFF_PREV_HASH, p_hash, 0, b, _ROW0)
+            prev_ok = _same(h, C.OFF_PREV_HASH, p_hash, 0, b, 0)
         if parent_height == _U64_MAX or height != parent_height + np.uint64(1):
             status |= C.HEIGHT_NOT_SEQUENTIAL  # exact: no child of the maximum height
         if not prev_ok:
@@ -134,7 +131,7 @@ def _statuses(h, hashes, roots, problem, commit, ok, counts, now_limit, has_now_
 @njit(**JIT_OPTIONS)
 def _commit_key(h, b, keys):
     for j in range(4):
-        keys[b, j] = _le(h, b, C.OFF_COMMITMENT_HASH + 8 * j, _BYTES8)
+        keys[b, j] = _le(h, b, C.OFF_COMMITMENT_HASH + 8 * j, 8)
 
 
 @njit(**PARALLEL_OPTIONS)
