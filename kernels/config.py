@@ -1,4 +1,13 @@
-"""The one place numba compiler flags come from (never fastmath: consensus code)."""
+"""The one place numba compiler flags come from (never fastmath: consensus code).
+
+First-run compile time (kernels/jit/_precompile.py compiles a cold cache on two
+processes): numba compiles a kernel once per distinct argument type, and the kernels
+keep to one type per argument. A callee inside a ``prange`` body gets its index as
+``np.int64(i)`` (typed int64 before the parfor pass and uint64 after it: two compiles
+otherwise); constants passed to a callee are numpy scalars where one compile matters
+(a Python int is a literal type, one compile per value); public wrappers pass read-only
+inputs as read-only views (``kernels.jit.reveal.read_only``), as Arrow buffers already are.
+"""
 from __future__ import annotations
 
 import os
