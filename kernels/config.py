@@ -29,9 +29,11 @@ JIT_OPTIONS: dict[str, object] = {"cache": CACHE, "nogil": True, "fastmath": Fal
                                   "error_model": "numpy"}
 #: flags for kernels that split work across threads with ``prange``
 PARALLEL_OPTIONS: dict[str, object] = {**JIT_OPTIONS, "parallel": True}
-#: No ``inline="always"``: numba's IR inlining of the BLAKE3 round helpers into the lane
-#: loop made that one kernel take ~30 s to compile (of ~110 s for all); LLVM inlines the
-#: same calls when it optimizes the linked module, and the loop runs as fast (measured).
+#: flags for small helpers that must be inlined into a lane loop. (Without numba's
+#: inlining of the four BLAKE3 helpers their kernel compiled in ~6 s instead of ~30 s and
+#: ran as fast when loaded from the cache, but 4x slower when compiled in-process:
+#: measured, cause not found, so they stay inlined.)
+INLINE_OPTIONS: dict[str, object] = {**JIT_OPTIONS, "inline": "always"}
 
 #: inputs hashed side by side, one per lane (16 x uint32 = one AVX-512 register)
 LANES = 16

@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit, prange
 
 from kernels import checks
-from kernels.config import JIT_OPTIONS, LANES, PARALLEL_OPTIONS
+from kernels.config import INLINE_OPTIONS, JIT_OPTIONS, LANES, PARALLEL_OPTIONS
 
 IV0 = np.uint32(0x6A09E667)
 IV1 = np.uint32(0xBB67AE85)
@@ -38,15 +38,12 @@ if sys.byteorder != "little":  # words are read through uint32 views
 PARALLEL_MIN_ROWS = 4 * LANES
 
 
-@njit(**JIT_OPTIONS)
+@njit(**INLINE_OPTIONS)
 def _rotr(x, n):
-    """Called with literal amounts on purpose (one small specialization each, compiled by
-    one process only, see ``_precompile``): this is the code the lane loop was tuned on,
-    and with the amount as a uint32 argument it ran about 7x slower (measured)."""
     return np.uint32((x >> n) | (x << (32 - n)))
 
 
-@njit(**JIT_OPTIONS)
+@njit(**INLINE_OPTIONS)
 def _g(a, b, c, d, mx, my):
     a = np.uint32(a + b + mx)
     d = _rotr(np.uint32(d ^ a), 16)
@@ -59,7 +56,7 @@ def _g(a, b, c, d, mx, my):
     return a, b, c, d
 
 
-@njit(**JIT_OPTIONS)
+@njit(**INLINE_OPTIONS)
 def _round(s, m):
     s0, s4, s8, s12 = _g(s[0], s[4], s[8], s[12], m[0], m[1])
     s1, s5, s9, s13 = _g(s[1], s[5], s[9], s[13], m[2], m[3])
@@ -72,7 +69,7 @@ def _round(s, m):
     return (s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14, s15)
 
 
-@njit(**JIT_OPTIONS)
+@njit(**INLINE_OPTIONS)
 def _permute(m):
     return (m[2], m[6], m[3], m[10], m[7], m[0], m[4], m[13],
             m[1], m[11], m[12], m[5], m[9], m[14], m[15], m[8])

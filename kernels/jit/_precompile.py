@@ -132,9 +132,18 @@ def _run(advance: Callable[[], None]) -> dict[str, list[str]]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_ROOT), env.get("PYTHONPATH")) if p)
     hashes, blocks = (subprocess.Popen([sys.executable, "-m", "kernels.jit._precompile", name],
-                                       env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                       stderr=subprocess.DEVNULL, text=True)
+                                       env=env, stdout=subprocess.PIPE, text=True,
+                                       stdin=subprocess.PIPE if name == "blocks" else
+                                       subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                       for name in GROUPS)
+    with hashes, blocks:  # closes every pipe and waits for both
+        return _follow(hashes, blocks, advance)
+
+
+def _follow(hashes: subprocess.Popen, blocks: subprocess.Popen,
+            advance: Callable[[], None]) -> dict[str, list[str]]:
+    """Count both children's steps, let ``blocks`` go on once the BLAKE3 core is cached,
+    and collect what each compiled."""
     compiled: dict[str, list[str]] = {}
 
     def go() -> None:
