@@ -123,7 +123,9 @@ def render(rows: list[dict], extras: dict, machine: dict) -> str:
     s = extras.get("startup")
     if s:
         parts.append(f"## Start-up\n\nLoading and running every kernel once in a fresh process: "
-                     f"cold numba cache {s['cold_seconds']:.1f}s, warm cache {s['warm_seconds']:.2f}s "
+                     f"cold numba cache {s['cold_seconds']:.1f}s (median of "
+                     f"{', '.join(f'{c:.1f}' for c in s.get('cold_runs', []))}; two-process "
+                     f"compile), warm cache {s['warm_seconds']:.2f}s "
                      f"(of which importing numpy and numba {s['python_numba_import_seconds']:.2f}s).\n")
     c = extras.get("per_call")
     if c:

@@ -1,4 +1,13 @@
-"""The one place numba compiler flags come from (never fastmath: consensus code)."""
+"""The one place numba compiler flags come from (never fastmath: consensus code).
+
+First-run compile time (kernels/jit/_precompile.py compiles a cold cache on two
+processes): numba compiles a kernel once per distinct argument type, and the kernels
+keep to one type per argument. A callee inside a ``prange`` body gets its index as
+``np.int64(i)`` (typed int64 before the parfor pass and uint64 after it: two compiles
+otherwise); constants passed to a callee are numpy scalars where one compile matters
+(a Python int is a literal type, one compile per value); public wrappers pass read-only
+inputs as read-only views (``kernels.jit.reveal.read_only``), as Arrow buffers already are.
+"""
 from __future__ import annotations
 
 import os
@@ -20,7 +29,10 @@ JIT_OPTIONS: dict[str, object] = {"cache": CACHE, "nogil": True, "fastmath": Fal
                                   "error_model": "numpy"}
 #: flags for kernels that split work across threads with ``prange``
 PARALLEL_OPTIONS: dict[str, object] = {**JIT_OPTIONS, "parallel": True}
-#: flags for small helpers that must be inlined into a lane loop
+#: flags for small helpers that must be inlined into a lane loop. (Without numba's
+#: inlining of the four BLAKE3 helpers their kernel compiled in ~6 s instead of ~30 s and
+#: ran as fast when loaded from the cache, but 4x slower when compiled in-process:
+#: measured, cause not found, so they stay inlined.)
 INLINE_OPTIONS: dict[str, object] = {**JIT_OPTIONS, "inline": "always"}
 
 #: inputs hashed side by side, one per lane (16 x uint32 = one AVX-512 register)

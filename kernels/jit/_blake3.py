@@ -158,7 +158,7 @@ def _parent_into(st, left, nl, flags):
         st[8 * LANES + i] = left[i]
         st[16 * LANES + i] = st[i]
     _set_iv(st, nl)
-    _compress_lanes(st, nl, 0, BLOCK_LEN, flags)
+    _compress_lanes(st, nl, np.int64(0), np.int64(BLOCK_LEN), flags)
 
 
 @njit(**JIT_OPTIONS)
@@ -201,14 +201,14 @@ def _hash_group(words, starts, stride, n, dest, i0, nl, out_words, st, stack):
             total = c + 1
             while total & 1 == 0:
                 depth -= 1
-                _parent_into(st, stack[depth], nl, PARENT)
+                _parent_into(st, stack[depth], nl, np.int64(PARENT))
                 total >>= 1
             for i in range(8 * LANES):
                 stack[depth, i] = st[i]
             depth += 1
     while depth > 0:
         depth -= 1
-        _parent_into(st, stack[depth], nl, PARENT | ROOT if depth == 0 else PARENT)
+        _parent_into(st, stack[depth], nl, np.int64(PARENT | ROOT if depth == 0 else PARENT))
     for l in range(nl):  # lane by lane: 8 consecutive output words each
         o = (i0 + l) * 8 if stride >= 0 else dest[i0 + l] * 8
         for w in range(8):
@@ -243,14 +243,15 @@ def _hash_task(words, starts, stride, count, n, dest, task, out_words):
 def _hash_parallel(words, starts, stride, count, n, dest, out_words):
     tasks = (count + GROUPS_PER_TASK * LANES - 1) // (GROUPS_PER_TASK * LANES)
     for t in prange(tasks):
-        _hash_task(words, starts, stride, count, n, dest, t, out_words)
+        _hash_task(words, starts, stride, count, n, dest, np.int64(t), out_words)
 
 
 @njit(**JIT_OPTIONS)
 def hash_words_into(words, starts, n, dest, out_words, parallel):
     """BLAKE3 of ``n``-byte inputs at word offsets ``starts`` of ``words``; digest i
     goes to words ``8 * dest[i]..8 * dest[i] + 8`` of ``out_words`` (from numba)."""
-    _dispatch(words, starts, -1, starts.shape[0], n, dest, out_words, parallel)
+    _dispatch(words, starts, np.int64(-1), starts.shape[0], np.int64(n), dest, out_words,
+              parallel)
 
 
 @njit(**JIT_OPTIONS)
@@ -293,14 +294,14 @@ def hash_rows_into(data, out, parallel):
 @njit(**JIT_OPTIONS)
 def _var_task(words, sorted_starts, lengths, order, tasks, t, out_words):
     lo, hi = tasks[t, 0], tasks[t, 1]
-    _hash_serial(words, sorted_starts[lo:hi], -1, hi - lo, lengths[order[lo]], order[lo:hi],
-                 out_words)
+    _hash_serial(words, sorted_starts[lo:hi], np.int64(-1), hi - lo, lengths[order[lo]],
+                 order[lo:hi], out_words)
 
 
 @njit(**PARALLEL_OPTIONS)
 def _var_parallel(words, sorted_starts, lengths, order, tasks, out_words):
     for t in prange(tasks.shape[0]):
-        _var_task(words, sorted_starts, lengths, order, tasks, t, out_words)
+        _var_task(words, sorted_starts, lengths, order, tasks, np.int64(t), out_words)
 
 
 @njit(**JIT_OPTIONS)

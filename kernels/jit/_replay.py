@@ -54,7 +54,7 @@ def _plan(commits):
     n = commits.shape[0]
     hashes = np.empty(n, dtype=np.uint64)
     for i in prange(n):
-        _hash_key(commits, i, hashes)
+        _hash_key(commits, np.int64(i), hashes)
     first = np.zeros(PARTS + 1, dtype=np.int64)
     for i in range(n):
         first[np.int64(hashes[i] & np.uint64(PARTS - 1)) + 1] += 1
@@ -85,7 +85,7 @@ def _mark_part(keys, used, commits, hashes, first, order, p, out, added):
 @njit(**PARALLEL_OPTIONS)
 def _mark(keys, used, commits, hashes, first, order, out, added):
     for p in prange(PARTS):
-        _mark_part(keys, used, commits, hashes, first, order, p, out, added)
+        _mark_part(keys, used, commits, hashes, first, order, np.int64(p), out, added)
 
 
 @njit(**JIT_OPTIONS)

@@ -43,8 +43,8 @@ def _hash_one(header):
         buf[k] = header[k]
     out = np.empty(32, dtype=np.uint8)
     none = np.empty(0, dtype=np.int64)
-    _hash_serial(buf.view(np.uint32), none, HEADER_SIZE // 4, 1, HEADER_SIZE, none,
-                 out.view(np.uint32))
+    _hash_serial(buf.view(np.uint32), none, np.int64(HEADER_SIZE // 4), np.int64(1),
+                 np.int64(HEADER_SIZE), none, out.view(np.uint32))  # not literals: one compile
     return out
 
 

@@ -50,14 +50,14 @@ def _next_level(level, start, count, parallel):
     for b in prange(nblocks):
         c = count[b]
         if c > 1:
-            _plan_block(b, start[b], c, prow[b], orow[b], pair_starts, pair_dest, odd_starts,
-                        odd_dest)
+            _plan_block(np.int64(b), start[b], c, prow[b], orow[b], pair_starts, pair_dest,
+                        odd_starts, odd_dest)
             start[b] = prow[b] + orow[b]
             count[b] = c // 2 + (c & 1)
     words = level.reshape(level.shape[0] * 32).view(np.uint32)
     out_words = nxt.reshape(nxt.shape[0] * 32).view(np.uint32)
-    hash_words_into(words, pair_starts, 64, pair_dest, out_words, parallel)
-    hash_words_into(words, odd_starts, 32, odd_dest, out_words, parallel)
+    hash_words_into(words, pair_starts, np.int64(64), pair_dest, out_words, parallel)
+    hash_words_into(words, odd_starts, np.int64(32), odd_dest, out_words, parallel)
     return nxt
 
 

@@ -20,6 +20,16 @@ I64_MAX = np.int64(np.iinfo(np.int64).max)
 I64_MIN = np.int64(np.iinfo(np.int64).min)
 
 
+def read_only(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Read-only views (no copy) of kernel inputs. numba compiles a kernel once per
+    argument type, and a read-only array (an Arrow buffer of a corpus) is another type
+    than a writable one (packed lists): inputs passed as views of one kind compile once."""
+    views = tuple(a.view() for a in arrays)
+    for v in views:
+        v.flags.writeable = False
+    return views
+
+
 @njit(**JIT_OPTIONS)
 def _encode_one(values, offsets, targets, with_target, b, w, words):
     k = offsets[b + 1] - offsets[b]
@@ -41,6 +51,8 @@ def _encode_one(values, offsets, targets, with_target, b, w, words):
 @njit(**PARALLEL_OPTIONS)
 def _encode(values, offsets, targets, with_target):
     """bincode words of every list: u32 variant 0, u64 length, 8-byte items[, i64 target].
+    ``values`` are always uint64 (int64 numbers as a view: the same bits), so this
+    compiles once.
 
     Returns (words, word offset of each encoding, byte length of each encoding).
     """
@@ -56,7 +68,7 @@ def _encode(values, offsets, targets, with_target):
         total += 3 + 2 * k + extra
     words = np.empty(total, dtype=np.uint32)
     for b in prange(n):
-        _encode_one(values, offsets, targets, with_target, b, starts[b], words)
+        _encode_one(values, offsets, targets, with_target, np.int64(b), starts[b], words)
     return words, starts, lengths
 
 
@@ -64,9 +76,10 @@ def _encode(values, offsets, targets, with_target):
 def _reveal_hashes_into(numbers, num_offsets, targets, indices, idx_offsets, salts,
                        problem, solution, commit, parallel):
     """Problem hashes, solution hashes and commitments of every block (from numba)."""
-    words, starts, lengths = _encode(numbers, num_offsets, targets, True)
+    words, starts, lengths = _encode(numbers.view(np.uint64), num_offsets, targets,
+                                     np.bool_(True))
     hash_var_into(words, starts, lengths, problem, parallel)
-    words, starts, lengths = _encode(indices, idx_offsets, targets, False)
+    words, starts, lengths = _encode(indices, idx_offsets, targets, np.bool_(False))
     hash_var_into(words, starts, lengths, solution, parallel)
     hash_rows_into(_join(problem, salts, solution), commit, parallel)
 
@@ -86,7 +99,7 @@ def _join(problem, salts, solution):
     n = problem.shape[0]
     joined = np.empty((n, 96), dtype=np.uint8)
     for b in prange(n):
-        _join_row(problem, salts, solution, b, joined)
+        _join_row(problem, salts, solution, np.int64(b), joined)
     return joined
 
 
@@ -129,8 +142,8 @@ def reveal_hashes(numbers: np.ndarray, num_offsets: np.ndarray, targets: np.ndar
     salts = checks.array(salts, "salts", np.uint8, (n, HASH_SIZE))
     ensure_ready()
     out = np.empty((3, n, HASH_SIZE), dtype=np.uint8)
-    _reveal_hashes_into(numbers, num_offsets, targets, indices, idx_offsets, salts, out[0],
-                        out[1], out[2], parallel)
+    _reveal_hashes_into(*read_only(numbers, num_offsets, targets, indices, idx_offsets, salts),
+                        out[0], out[1], out[2], parallel)
     return out[0], out[1], out[2]
 
 
@@ -152,9 +165,9 @@ def commitments(headers: np.ndarray, numbers: np.ndarray, num_offsets: np.ndarra
         hi = min(n, lo + step)
         k = hi - lo
         salts = np.ascontiguousarray(headers[lo:hi, OFF_PREV_HASH:OFF_PREV_HASH + HASH_SIZE])
-        _reveal_hashes_into(numbers, num_offsets[lo:hi + 1], targets[lo:hi], indices,
-                            idx_offsets[lo:hi + 1], salts, problem[:k], solution[:k],
-                            commit[lo:hi], parallel)
+        _reveal_hashes_into(*read_only(numbers, num_offsets[lo:hi + 1], targets[lo:hi], indices,
+                                       idx_offsets[lo:hi + 1], salts),
+                            problem[:k], solution[:k], commit[lo:hi], parallel)
     return commit
 
 
@@ -164,7 +177,7 @@ def check_solutions(numbers: np.ndarray, num_offsets: np.ndarray, targets: np.nd
     numbers, num_offsets, targets, indices, idx_offsets = checks.reveals(
         numbers, num_offsets, targets, indices, idx_offsets)
     out = np.empty(targets.shape[0], dtype=np.bool_)
-    _check_solutions_into(numbers, num_offsets, targets, indices, idx_offsets, out)
+    _check_solutions_into(*read_only(numbers, num_offsets, targets, indices, idx_offsets), out)
     return out
 
 
@@ -175,14 +188,15 @@ def _one(values: Sequence[int], dtype: type, name: str) -> tuple[np.ndarray, np.
 def problem_bytes(numbers: Sequence[int], target: int) -> bytes:
     """bincode of ``SubsetSum { numbers, target }``: u32 0, u64 len, i64 each, i64 target."""
     nums, offs = _one(numbers, np.int64, "numbers")
-    words, _, _ = _encode(nums, offs, np.array([target], dtype=np.int64), True)
+    words, _, _ = _encode(*read_only(nums.view(np.uint64), offs, np.array([target], np.int64)),
+                          True)
     return words.tobytes()
 
 
 def solution_bytes(indices: Sequence[int]) -> bytes:
     """bincode of the solution: u32 0, u64 len, u64 each index."""
     idxs, offs = _one(indices, np.uint64, "indices")
-    words, _, _ = _encode(idxs, offs, np.zeros(1, dtype=np.int64), False)
+    words, _, _ = _encode(*read_only(idxs, offs, np.zeros(1, dtype=np.int64)), False)
     return words.tobytes()
 
 

@@ -20,7 +20,7 @@ from kernels.jit._replay import ReplayState
 from kernels.jit._selftest import ensure_ready
 from kernels.jit.header import decode_headers, hash_headers
 from kernels.jit.merkle import _merkle_roots
-from kernels.jit.reveal import _check_solutions_into, _reveal_hashes_into
+from kernels.jit.reveal import _check_solutions_into, _reveal_hashes_into, read_only
 
 __all__ = ["Block", "Parent", "new_replay_state", "validate_block", "validate_blocks",
            "validate_chain"]
@@ -125,8 +125,9 @@ def _block_status(h, b, hashes, roots, problem, commit, ok, counts, now_limit,
 def _statuses(h, hashes, roots, problem, commit, ok, counts, now_limit, has_now_limit,
               target, has_parent, p_height, p_hash, p_ts, out):
     for b in prange(h.shape[0]):
-        out[b] = _block_status(h, b, hashes, roots, problem, commit, ok, counts, now_limit,
-                               has_now_limit, target, has_parent, p_height, p_hash, p_ts)
+        out[b] = _block_status(h, np.int64(b), hashes, roots, problem, commit, ok, counts,
+                               now_limit, has_now_limit, target, has_parent, p_height, p_hash,
+                               p_ts)
 
 
 @njit(**JIT_OPTIONS)
@@ -139,7 +140,7 @@ def _commit_key(h, b, keys):
 def _commit_keys(h):
     keys = np.empty((h.shape[0], 4), dtype=np.uint64)
     for b in prange(h.shape[0]):
-        _commit_key(h, b, keys)
+        _commit_key(h, np.int64(b), keys)
     return keys
 
 
@@ -187,11 +188,38 @@ def _chunk(headers: np.ndarray, ids: np.ndarray, id_offsets: np.ndarray, numbers
     a, b = int(id_offsets[lo]), int(id_offsets[hi])
     _merkle_roots(ids[a:b], id_offsets[lo:hi + 1] - a, s.roots[:k], True)
     salts = np.ascontiguousarray(h[:, C.OFF_PREV_HASH:C.OFF_PREV_HASH + C.HASH_SIZE])
-    _reveal_hashes_into(numbers, num_offsets[lo:hi + 1], targets[lo:hi], indices,
-                        idx_offsets[lo:hi + 1], salts, s.problem[:k], s.solution[:k],
+    reveals = read_only(numbers, num_offsets[lo:hi + 1], targets[lo:hi], indices,
+                        idx_offsets[lo:hi + 1])
+    _reveal_hashes_into(*reveals, *read_only(salts), s.problem[:k], s.solution[:k],
                         s.commit[:k], True)
-    _check_solutions_into(numbers, num_offsets[lo:hi + 1], targets[lo:hi], indices,
-                          idx_offsets[lo:hi + 1], s.ok[:k])
+    _check_solutions_into(*reveals, s.ok[:k])
+
+
+def _rules(headers: np.ndarray, hashes: np.ndarray, roots: np.ndarray, problem: np.ndarray,
+           commit: np.ndarray, ok: np.ndarray, id_offsets: np.ndarray, now: int, target: bytes,
+           parent: tuple[bool, int, np.ndarray, int], out: np.ndarray | None = None
+           ) -> np.ndarray:
+    """The bitmasks (replays not marked) of consecutive blocks from their hashes and
+    solution checks, into ``out``: what :func:`validate_blocks` does for each chunk, and
+    what the first run's parallel compile calls, so both compile the same kernel types."""
+    has_parent, p_height, p_hash, p_ts = parent
+    limit = int(now) + C.FUTURE_DRIFT_SECONDS  # exact; beyond i64 no timestamp can exceed it
+    has_limit = limit <= C.I64_MAX
+    out = np.empty(headers.shape[0], dtype=np.uint32) if out is None else out
+    frozen, = read_only(headers)
+    _statuses(frozen, hashes, roots, problem, commit, ok, np.diff(id_offsets),
+              np.int64(limit if has_limit else 0), has_limit,
+              np.frombuffer(target, dtype=np.uint8), has_parent, np.uint64(p_height), p_hash,
+              np.int64(p_ts), out)
+    return out
+
+
+def _mark_replays(headers: np.ndarray, out: np.ndarray, replay: ReplayState | None) -> None:
+    """Set COMMITMENT_REPLAY in ``out`` for each block whose commitment ``replay`` (or a
+    new state) has seen, earlier or in this batch; adds them all to it."""
+    frozen, = read_only(headers)
+    state = new_replay_state() if replay is None else replay
+    out[state.mark(_commit_keys(frozen))] |= np.uint32(C.COMMITMENT_REPLAY)
 
 
 def validate_blocks(headers: np.ndarray, ids: np.ndarray, id_offsets: np.ndarray,
@@ -209,10 +237,6 @@ def validate_blocks(headers: np.ndarray, ids: np.ndarray, id_offsets: np.ndarray
     has_parent, p_height, p_hash, p_ts = _parent(parent)
     ensure_ready()
     n = headers.shape[0]
-    limit = int(now) + C.FUTURE_DRIFT_SECONDS  # exact; beyond i64 no timestamp can exceed it
-    has_limit = limit <= C.I64_MAX
-    now_limit = np.int64(limit if has_limit else 0)
-    target_row = np.frombuffer(target, dtype=np.uint8)
     step = config.CHUNK_BLOCKS
     scratch = _Scratch(min(n, step))
     out = np.empty(n, dtype=np.uint32)
@@ -221,10 +245,9 @@ def validate_blocks(headers: np.ndarray, ids: np.ndarray, id_offsets: np.ndarray
         _chunk(headers, ids, id_offsets, numbers, num_offsets, targets, indices, idx_offsets,
                lo, hi, scratch)
         k = hi - lo
-        _statuses(headers[lo:hi], scratch.hashes[:k], scratch.roots[:k], scratch.problem[:k],
-                  scratch.commit[:k], scratch.ok[:k], np.diff(id_offsets[lo:hi + 1]), now_limit,
-                  has_limit, target_row, has_parent, np.uint64(p_height), p_hash,
-                  np.int64(p_ts), out[lo:hi])
+        _rules(headers[lo:hi], scratch.hashes[:k], scratch.roots[:k], scratch.problem[:k],
+               scratch.commit[:k], scratch.ok[:k], id_offsets[lo:hi + 1], now, target,
+               (has_parent, p_height, p_hash, p_ts), out[lo:hi])
         # the last block of this chunk is the parent of the next chunk's first
         last = headers[hi - 1]
         has_parent = True
@@ -232,8 +255,7 @@ def validate_blocks(headers: np.ndarray, ids: np.ndarray, id_offsets: np.ndarray
         p_ts = int.from_bytes(last[C.OFF_TIMESTAMP:C.OFF_TIMESTAMP + 8].tobytes(), "little",
                               signed=True)
         p_hash = scratch.hashes[k - 1:k].copy()
-    state = new_replay_state() if replay is None else replay
-    out[state.mark(_commit_keys(headers))] |= np.uint32(C.COMMITMENT_REPLAY)
+    _mark_replays(headers, out, replay)
     return out
 
 

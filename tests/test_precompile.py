@@ -1,0 +1,132 @@
+"""The first run's two-process compile (kernels/jit/_precompile.py), on a fresh numba
+cache: the two processes compile disjoint sets of kernels (what makes the two concurrent
+cache writers safe), each kernel once (but two tiny helpers called with literal
+amounts, one compile per amount), the calling process then compiles nothing, and the
+kernels it loads give legacy's results."""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+_RUN = """
+import json
+import numpy as np
+from numba.core.registry import CPUDispatcher
+from kernels.jit import _precompile
+cold = _precompile.cold()
+ran = _precompile.precompile()
+import kernels.jit as J
+import kernels.legacy as L
+from kernels.jit import _blake3, _replay, header, merkle, reveal, validate
+from parity.corpus import open_corpus
+same = {}
+for name in ("sample-valid", "sample-faults"):
+    corpus = open_corpus("corpora/" + name)
+    m = corpus.manifest
+    states = {J: J.new_replay_state(), L: L.new_replay_state()}
+    for shard in corpus.shards():
+        a, b = (t.validate_blocks(*shard.arrays(), now=m.now, parent=m.anchor,
+                                  difficulty_target=m.difficulty_target, replay=states[t])
+                for t in (J, L))
+        same[name] = same.get(name, True) and bool(np.array_equal(a, b))
+        part = shard.slice(0, 40, copy=False)
+        h = part.headers
+        same["commitments"] = same.get("commitments", True) and bool(np.array_equal(
+            J.commitments(h, *part.arrays()[3:]), L.commitments(h, *part.arrays()[3:])))
+        ids = [bytes(range(32)), bytes(32), bytes([7]) * 32]
+        same["single"] = same.get("single", True) and (
+            J.hash_header(h[0].tobytes()) == L.hash_header(h[0].tobytes())
+            and J.merkle_root(ids) == L.merkle_root(ids)
+            and J.problem_hash([3, -4, 5], 1) == L.problem_hash([3, -4, 5], 1)
+            and J.solution_ok([3, -4, 5], 1, [1, 2]) == L.solution_ok([3, -4, 5], 1, [1, 2]))
+misses = {}
+for mod in (_blake3, _replay, header, merkle, reveal, validate):
+    for name, obj in vars(mod).items():
+        if isinstance(obj, CPUDispatcher) and obj.stats.cache_misses:
+            misses[name] = sum(obj.stats.cache_misses.values())
+print(json.dumps({"cold": cold, "ran": ran, "same": same, "misses": misses}))
+"""
+
+
+def _entries(index: Path) -> int:
+    """Signatures in one numba cache index (a pickled version, then (stamp, overloads))."""
+    with index.open("rb") as f:
+        pickle.load(f)
+        _stamp, overloads = pickle.loads(f.read())
+    return len(overloads)
+
+
+@pytest.mark.slow
+def test_two_process_first_compile(tmp_path: Path) -> None:
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), PARITY_NUMBA_CACHE="1",
+               PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH"))
+                                          if p))
+    out = subprocess.run([sys.executable, "-c", _RUN], env=env, cwd=ROOT, capture_output=True,
+                         text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.splitlines()[-1])
+    assert result["cold"]
+    groups = result["ran"]
+    assert sorted(groups) == ["blocks", "hashes"] and all(groups.values()), groups
+    both = set(groups["blocks"]) & set(groups["hashes"])
+    assert not both, f"compiled by both processes: {sorted(both)}"
+    assert result["misses"] == {}, "compiled in the caller after the two-process compile"
+    assert result["same"] and all(result["same"].values()), result["same"]
+    indexes = sorted(tmp_path.rglob("*.nbi"))
+    assert len(indexes) >= 30
+    several = {p.name.split("-")[0]: n for p in indexes if (n := _entries(p)) != 1}
+    literal_sizes = {"validate._le": 2, "validate._same": 2}
+    assert several == literal_sizes, f"kernels cached with several signatures: {several}"
+
+
+def test_warm_or_disabled_cache_does_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kernels import config
+    from kernels.jit import _precompile
+    monkeypatch.setattr(config, "CACHE", False)
+    assert not _precompile.cold()
+    assert _precompile.precompile() is None
+
+
+def test_warm_up_counts_the_two_process_compile_for_jit_twins_only(tmp_path, monkeypatch):
+    import io
+
+    import kernels.jit
+    import kernels.legacy
+    from kernels.jit import _precompile
+    from parity import step
+    from parity.modes import Mode
+    from parity.shadow import ShadowOptions, ShadowRun
+    calls = []
+
+    def fake(advance):
+        calls.append(advance)
+        for _ in range(_precompile.STEPS):
+            advance()
+        return {}
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(_precompile, "cold", lambda: True)
+    monkeypatch.setattr(_precompile, "precompile", fake)
+    monkeypatch.setattr(step, "COMPILE_NOTICE_AFTER", 0.0)
+    for twin, runs in ((kernels.legacy, False), (kernels.jit, True)):
+        run = ShadowRun(ShadowOptions(corpus=str(ROOT / "corpora" / "sample-valid"),
+                                      functions=("header_hash",), quiet=True,
+                                      run_dir=str(tmp_path / twin.__name__)), refactored=twin)
+        shard = run.corpus.read_shard(run.corpus.row_groups()[0])
+        err = Tty()
+        monkeypatch.setattr(sys, "stderr", err)
+        step.warm_up(shard, run.context(Mode.SHADOW), announce=True)
+        assert len(calls) == int(runs)
+        total = 2 + (_precompile.STEPS if runs else 0)
+        assert err.getvalue().rstrip().endswith(f"compiling kernels (first run only): {total}/{total}")
