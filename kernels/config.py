@@ -6,7 +6,7 @@ keep to one type per argument. A callee inside a ``prange`` body gets its index 
 ``np.int64(i)`` (typed int64 before the parfor pass and uint64 after it: two compiles
 otherwise); constants passed to a callee are numpy scalars where one compile matters
 (a Python int is a literal type, one compile per value); public wrappers pass read-only
-inputs as read-only views (``kernels.jit.reveal.read_only``), as Arrow buffers already are.
+inputs as read-only views (``kernels.jit.reveal._read_only``), as Arrow buffers already are.
 """
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ def blake3_vectors() -> dict:
 
 
 @contextlib.contextmanager
-def read_only(path: Path):
+def _read_only(path: Path):
     """Make directory ``path`` (and everything below it) read-only for this process, also
     as root: a read-only bind mount when running as root, else permission bits."""
     if os.geteuid() == 0:
@@ -54,8 +54,8 @@ def read_only(path: Path):
 
 @pytest.fixture()
 def readonly():
-    """The :func:`read_only` context manager, for tests."""
-    return read_only
+    """The :func:`_read_only` context manager, for tests."""
+    return _read_only
 
 
 def public_chain(vectors: dict) -> tuple[dict, list, tuple | None]:

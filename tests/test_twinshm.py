@@ -129,6 +129,21 @@ def test_bad_offsets_are_the_twins_error_and_it_keeps_serving(tmp_path, twin):
         assert t.close() == 0, t.stderr
 
 
+def _kill_while_busy(pid: int) -> None:
+    """SIGKILL ``pid`` once it is computing (running, not waiting for its next request):
+    a kill between two requests would only start a new process, no request failing."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return
+        if state == "R":
+            os.kill(pid, signal.SIGKILL)
+            return
+        time.sleep(0.0005)
+
+
 @pytest.mark.parametrize("twin", ["python", "rust"])
 def test_twin_killed_mid_request(monkeypatch, segments, twin):
     """SIGKILL of the twin while it holds the segment: the request fails as that twin's
@@ -139,7 +154,7 @@ def test_twin_killed_mid_request(monkeypatch, segments, twin):
     with ProcessTwin(command, timeout=60) as t:
         headers = _headers(200_000 if twin == "rust" else 20_000)  # legacy: seconds
         pid = t._proc.pid if t.PARITY_FUNCTIONS else 0
-        threading.Timer(1.0 if twin == "python" else 0.05, os.kill, (pid, signal.SIGKILL)).start()
+        threading.Thread(target=_kill_while_busy, args=(pid,), daemon=True).start()
         with pytest.raises(TwinProcessError, match="exited"):
             for _ in range(200):  # the Rust twin is quick: kill it in one of these
                 t.hash_headers(headers)

@@ -72,7 +72,7 @@ def _blocks() -> Iterator[str]:
     reveal.solution_bytes([0])
     yield "encodings"
     sys.stdin.readline()  # the BLAKE3 core is cached (or its process is gone)
-    reveal._reveal_hashes_into(*reveal.read_only(*reveals, h32), h32.copy(), h32.copy(),
+    reveal._reveal_hashes_into(*reveal._read_only(*reveals, h32), h32.copy(), h32.copy(),
                                h32.copy(), True)
     yield "reveal hashes"
 

@@ -20,7 +20,7 @@ I64_MAX = np.int64(np.iinfo(np.int64).max)
 I64_MIN = np.int64(np.iinfo(np.int64).min)
 
 
-def read_only(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+def _read_only(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
     """Read-only views (no copy) of kernel inputs. numba compiles a kernel once per
     argument type, and a read-only array (an Arrow buffer of a corpus) is another type
     than a writable one (packed lists): inputs passed as views of one kind compile once."""
@@ -142,7 +142,7 @@ def reveal_hashes(numbers: np.ndarray, num_offsets: np.ndarray, targets: np.ndar
     salts = checks.array(salts, "salts", np.uint8, (n, HASH_SIZE))
     ensure_ready()
     out = np.empty((3, n, HASH_SIZE), dtype=np.uint8)
-    _reveal_hashes_into(*read_only(numbers, num_offsets, targets, indices, idx_offsets, salts),
+    _reveal_hashes_into(*_read_only(numbers, num_offsets, targets, indices, idx_offsets, salts),
                         out[0], out[1], out[2], parallel)
     return out[0], out[1], out[2]
 
@@ -165,7 +165,7 @@ def commitments(headers: np.ndarray, numbers: np.ndarray, num_offsets: np.ndarra
         hi = min(n, lo + step)
         k = hi - lo
         salts = np.ascontiguousarray(headers[lo:hi, OFF_PREV_HASH:OFF_PREV_HASH + HASH_SIZE])
-        _reveal_hashes_into(*read_only(numbers, num_offsets[lo:hi + 1], targets[lo:hi], indices,
+        _reveal_hashes_into(*_read_only(numbers, num_offsets[lo:hi + 1], targets[lo:hi], indices,
                                        idx_offsets[lo:hi + 1], salts),
                             problem[:k], solution[:k], commit[lo:hi], parallel)
     return commit
@@ -177,7 +177,7 @@ def check_solutions(numbers: np.ndarray, num_offsets: np.ndarray, targets: np.nd
     numbers, num_offsets, targets, indices, idx_offsets = checks.reveals(
         numbers, num_offsets, targets, indices, idx_offsets)
     out = np.empty(targets.shape[0], dtype=np.bool_)
-    _check_solutions_into(*read_only(numbers, num_offsets, targets, indices, idx_offsets), out)
+    _check_solutions_into(*_read_only(numbers, num_offsets, targets, indices, idx_offsets), out)
     return out
 
 
@@ -188,7 +188,7 @@ def _one(values: Sequence[int], dtype: type, name: str) -> tuple[np.ndarray, np.
 def problem_bytes(numbers: Sequence[int], target: int) -> bytes:
     """bincode of ``SubsetSum { numbers, target }``: u32 0, u64 len, i64 each, i64 target."""
     nums, offs = _one(numbers, np.int64, "numbers")
-    words, _, _ = _encode(*read_only(nums.view(np.uint64), offs, np.array([target], np.int64)),
+    words, _, _ = _encode(*_read_only(nums.view(np.uint64), offs, np.array([target], np.int64)),
                           True)
     return words.tobytes()
 
@@ -196,7 +196,7 @@ def problem_bytes(numbers: Sequence[int], target: int) -> bytes:
 def solution_bytes(indices: Sequence[int]) -> bytes:
     """bincode of the solution: u32 0, u64 len, u64 each index."""
     idxs, offs = _one(indices, np.uint64, "indices")
-    words, _, _ = _encode(*read_only(idxs, offs, np.zeros(1, dtype=np.int64)), False)
+    words, _, _ = _encode(*_read_only(idxs, offs, np.zeros(1, dtype=np.int64)), False)
     return words.tobytes()
 
 

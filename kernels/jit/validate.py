@@ -20,7 +20,7 @@ from kernels.jit._replay import ReplayState
 from kernels.jit._selftest import ensure_ready
 from kernels.jit.header import decode_headers, hash_headers
 from kernels.jit.merkle import _merkle_roots
-from kernels.jit.reveal import _check_solutions_into, _reveal_hashes_into, read_only
+from kernels.jit.reveal import _check_solutions_into, _read_only, _reveal_hashes_into
 
 __all__ = ["Block", "Parent", "new_replay_state", "validate_block", "validate_blocks",
            "validate_chain"]
@@ -188,9 +188,9 @@ def _chunk(headers: np.ndarray, ids: np.ndarray, id_offsets: np.ndarray, numbers
     a, b = int(id_offsets[lo]), int(id_offsets[hi])
     _merkle_roots(ids[a:b], id_offsets[lo:hi + 1] - a, s.roots[:k], True)
     salts = np.ascontiguousarray(h[:, C.OFF_PREV_HASH:C.OFF_PREV_HASH + C.HASH_SIZE])
-    reveals = read_only(numbers, num_offsets[lo:hi + 1], targets[lo:hi], indices,
+    reveals = _read_only(numbers, num_offsets[lo:hi + 1], targets[lo:hi], indices,
                         idx_offsets[lo:hi + 1])
-    _reveal_hashes_into(*reveals, *read_only(salts), s.problem[:k], s.solution[:k],
+    _reveal_hashes_into(*reveals, *_read_only(salts), s.problem[:k], s.solution[:k],
                         s.commit[:k], True)
     _check_solutions_into(*reveals, s.ok[:k])
 
@@ -206,7 +206,7 @@ def _rules(headers: np.ndarray, hashes: np.ndarray, roots: np.ndarray, problem: 
     limit = int(now) + C.FUTURE_DRIFT_SECONDS  # exact; beyond i64 no timestamp can exceed it
     has_limit = limit <= C.I64_MAX
     out = np.empty(headers.shape[0], dtype=np.uint32) if out is None else out
-    frozen, = read_only(headers)
+    frozen, = _read_only(headers)
     _statuses(frozen, hashes, roots, problem, commit, ok, np.diff(id_offsets),
               np.int64(limit if has_limit else 0), has_limit,
               np.frombuffer(target, dtype=np.uint8), has_parent, np.uint64(p_height), p_hash,
@@ -217,7 +217,7 @@ def _rules(headers: np.ndarray, hashes: np.ndarray, roots: np.ndarray, problem: 
 def _mark_replays(headers: np.ndarray, out: np.ndarray, replay: ReplayState | None) -> None:
     """Set COMMITMENT_REPLAY in ``out`` for each block whose commitment ``replay`` (or a
     new state) has seen, earlier or in this batch; adds them all to it."""
-    frozen, = read_only(headers)
+    frozen, = _read_only(headers)
     state = new_replay_state() if replay is None else replay
     out[state.mark(_commit_keys(frozen))] |= np.uint32(C.COMMITMENT_REPLAY)
 
