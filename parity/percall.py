@@ -261,7 +261,7 @@ class Experiment:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         one = self._one  # modes 0 and 3 with housekeeping not due: one side, as it is
         if one is not None and next(one[0]) % TIMING_SAMPLE:
-            return one[1](*args, **kwargs)
+            return one[1](*args, **kwargs) if kwargs else one[1](*args)  # no empty dict
         two = self._two  # modes 1 and 2 with housekeeping not due: the mode
         if two is not None:
             return self._dual(two, args, kwargs)
