@@ -193,10 +193,18 @@ _ticker: threading.Thread | None = None
 def _tick() -> None:
     while True:
         time.sleep(TICK)
-        now = _monotonic()
+        _tick_once(_monotonic())
+
+
+def _tick_once(now: float) -> None:
+    """Expire the fast path of every controller due housekeeping; a walk that fails as
+    another thread adds a controller or an experiment waits for the next tick."""
+    try:
         for controller in list(_LIVE):
             if now >= controller._due:
                 controller._expire()
+    except RuntimeError:
+        pass
 
 
 def _start_ticker() -> None:
@@ -208,9 +216,7 @@ def _start_ticker() -> None:
 
 
 def _after_fork() -> None:
-    global _ticker
-    _ticker = None
-    if len(_LIVE):
+    if len(_LIVE):  # the parent's ticker is not alive here (threading's own hook ran)
         _start_ticker()
 
 

@@ -286,3 +286,15 @@ def test_a_forked_child_still_picks_up_rollbacks(tmp_path):
     assert result.get(timeout=30) is True
     p.join(30)
     assert p.exitcode == 0
+
+
+def test_the_ticker_survives_collections_changing_under_it(monkeypatch):
+    """The weak sets and dictionaries the ticker walks change size when another thread
+    adds a controller or an experiment; a walk that fails so is left to the next tick."""
+    from parity import percall
+
+    class Changing:
+        def __iter__(self):
+            raise RuntimeError("Set changed size during iteration")
+    monkeypatch.setattr(percall, "_LIVE", Changing())
+    percall._tick_once(time.monotonic())  # no exception: the ticker thread goes on
