@@ -1,3 +1,3 @@
-from parity.cli import main
+from parity.cli import run
 
-raise SystemExit(main())
+run()

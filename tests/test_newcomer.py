@@ -57,7 +57,7 @@ def cli(*argv: str, cwd: Path | None = None, env: dict | None = None,
 # 1. where the CLI lives ------------------------------------------------------------------
 def test_1_readme_says_where_the_cli_lives():
     assert ".venv/bin/parity" in README and "source .venv/bin/activate" in README
-    assert 'parity = "parity.cli:main"' in (ROOT / "pyproject.toml").read_text()
+    assert 'parity = "parity.cli:run"' in (ROOT / "pyproject.toml").read_text()
 
 
 # 2. progress before the first result -----------------------------------------------------

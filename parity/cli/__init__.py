@@ -6,7 +6,10 @@ exit code 2 (bad input or usage) or 1 (a change that could not be made durable).
 from __future__ import annotations
 
 import argparse
+import atexit
+import os
 import sys
+import threading
 from collections.abc import Sequence
 
 from parity.cli import corpus, fuzz, live, report, runs, serving, shrink
@@ -43,3 +46,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("parity: interrupted", file=sys.stderr)
         return 130
+
+
+def run() -> None:
+    """The ``parity`` command: :func:`main`, then exit with its code. When only daemon
+    threads are left, the exit runs the atexit handlers and flushes the standard
+    streams, then skips the interpreter's teardown (freeing every object and numba's
+    compiled code one by one: about 0.2 s at the end of a run, measured). Every file
+    parity writes is closed and fsynced before :func:`main` returns."""
+    code = main()
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate()
+           if t is not threading.main_thread()):
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more can reach it
+            code = code or 1
+    os._exit(code)
