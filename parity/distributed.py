@@ -114,7 +114,8 @@ class DaskShadow:
         self.opts = opts
         self.scheduler = scheduler
         self.workers = workers
-        self.run = ShadowRun(opts, metrics=metrics)  # verifies the corpus once, at the driver
+        # verifies the corpus once, at the driver (which runs no kernel: none loaded here)
+        self.run = ShadowRun(opts, metrics=metrics, load_kernels=False)
         self._cluster: Any = None
         self.blocks_done = 0
 

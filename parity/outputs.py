@@ -188,15 +188,17 @@ def _install(tmp: Path, path: Path, replace: bool) -> None:
     fsync_path(path.parent)
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], object], *, replace: bool = True) -> None:
-    """Call ``write(tmp)`` on a unique temporary file beside ``path``, fsync it and rename
-    it into place; on failure only the temporary file is removed. With ``replace=False``
-    an existing ``path`` is never overwritten."""
+@contextlib.contextmanager
+def staged_file(path: str | Path, *, replace: bool = True) -> Iterator[Path]:
+    """A unique temporary file beside ``path`` to write during the block (a file written
+    piece by piece); when the block ends normally it is fsynced and renamed into place,
+    otherwise only it is removed. With ``replace=False`` an existing ``path`` is never
+    overwritten."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_beside(path)
     try:
-        write(tmp)
+        yield tmp
         usual_mode(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
@@ -204,6 +206,14 @@ def atomic_write(path: str | Path, write: Callable[[Path], object], *, replace: 
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], object], *, replace: bool = True) -> None:
+    """Call ``write(tmp)`` on a unique temporary file beside ``path``, fsync it and rename
+    it into place; on failure only the temporary file is removed. With ``replace=False``
+    an existing ``path`` is never overwritten."""
+    with staged_file(path, replace=replace) as tmp:
+        write(tmp)
 
 
 def atomic_write_text(path: str | Path, text: str, *, replace: bool = True) -> None:
@@ -240,6 +250,10 @@ class OutputFile:
 
     def write(self, force: bool, write: Callable[[Path], object]) -> None:
         atomic_write(self.path, write, replace=self.check(force))
+
+    def staged(self, force: bool) -> contextlib.AbstractContextManager[Path]:
+        """:func:`staged_file` for this output, refused now as :meth:`write` would."""
+        return staged_file(self.path, replace=self.check(force))
 
 
 # ---- signatures of parity's files --------------------------------------------------------

@@ -3,8 +3,8 @@
 It schedules shards through :func:`parity.step.process_shard` in chain order, merges
 their outcomes into a :class:`~parity.summary.RunSummary`, and keeps a run directory
 that survives SIGKILL (mismatch log fsynced per shard, a results part per shard, a
-checkpoint written atomically after both). ``--resume`` continues after the last
-completed shard.
+checkpoint written atomically after both, on the writer's thread: parity.shardwriter).
+``--resume`` continues after the last completed shard.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,8 @@ from parity.records import from_json
 from parity.recurring import RecurringIndex, commitments, fresh_replay, scan
 from parity.runlog import RunDir, results_output
 from parity.runview import write_summary
-from parity.step import ShardContext, Side, process_shard, warm_up
+from parity.shardwriter import ShardWriter
+from parity.step import ShardContext, Side, preload, process_shard, warm_up
 from parity.summary import RunSummary
 from parity.twins import (
     DEFAULT_LEGACY,
@@ -122,7 +124,8 @@ class ShadowRun:
     """The local engine; also the place a run's corpus, twins and metrics live."""
 
     def __init__(self, opts: ShadowOptions, metrics: Metrics | None = None,
-                 legacy: Any = None, refactored: Any = None, verify: bool = True) -> None:
+                 legacy: Any = None, refactored: Any = None, verify: bool = True,
+                 load_kernels: bool = True) -> None:
         self.functions = opts.check()
         self.opts = opts
         self.corpus = open_corpus(opts.corpus, verify=verify)
@@ -131,6 +134,8 @@ class ShadowRun:
         self.legacy, self.refactored = Side("legacy", None), Side("refactored", None)
         try:  # a refusal stops the exec: twins already started
             self._load(legacy, refactored)
+            if load_kernels and opts.mode.runs_refactored:  # while the first shard is read
+                preload(self.refactored.twin)
             run_dir = opts.run_dir or f".parity-run/{self.corpus.path.resolve().name}"
             # the default location is parity's own: an earlier run there is replaced
             self.run = RunDir(Path(run_dir), force=opts.force or opts.run_dir is None)
@@ -235,9 +240,11 @@ class ShadowRun:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _checkpoint(self, next_shard: int, log_bytes: int, identity: dict) -> None:
+    def _checkpoint(self, next_shard: int, log_bytes: int, identity: dict,
+                    summary: dict | None = None) -> None:
         self.run.checkpoint({"identity": identity, "next_shard": next_shard,
-                             "log_bytes": log_bytes, "summary": self.summary.to_json()})
+                             "log_bytes": log_bytes,
+                             "summary": self.summary.to_json() if summary is None else summary})
 
     def execute(self, on_shard: Callable[[ShadowRun], None] | None = None) -> ShadowResult:
         """Run (or resume) over every shard; returns the report and the exit code."""
@@ -247,12 +254,12 @@ class ShadowRun:
         checkpoint = self.run.start(identity, self.opts.resume)
         groups = self.corpus.row_groups()
         self.start_sides(self.opts.mode)
-        first, log_bytes = 0, 0
+        first = 0
         pool = ThreadPoolExecutor(1, thread_name_prefix="parity-scan")
         scan: Future | None = None
         if checkpoint:
             self.summary = RunSummary.from_json(checkpoint["summary"])
-            first, log_bytes = checkpoint["next_shard"], checkpoint["log_bytes"]
+            first = checkpoint["next_shard"]
             self.prime(groups[first].start if first < len(groups) else self.m.blocks, groups)
         else:
             # pass 1 on a thread (Arrow and numpy release the GIL) while the warm-up loads
@@ -260,7 +267,8 @@ class ShadowRun:
             scan = pool.submit(self.index, groups)
             self._checkpoint(0, 0, identity)
         self.metrics.set_mode(self.summary.mode)
-        with pool, Progress(self.m.blocks, "shadow", quiet=self.opts.quiet) as bar:
+        with pool, Progress(self.m.blocks, "shadow", quiet=self.opts.quiet) as bar, \
+                ShardWriter(self.run, self.opts.results, self.opts.force, first) as writer:
             bar.advance(sum(g.rows for g in groups[:first]))
             # reading ahead holds a second shard; it pays only when the legacy twin does not
             # run (mode 3: reading is then a third of the work; with legacy, under 2%)
@@ -280,16 +288,15 @@ class ShadowRun:
                 self.summary.add(out)
                 self.metrics.observe_outcome(out)
                 self.metrics.set_mode(self.summary.mode)
-                log_bytes = self.run.append_records([r.to_json() for r in out.records])
-                self.run.write_part(index, out.results)
-                self._checkpoint(index + 1, log_bytes, identity)
+                # written on the writer's thread, in order, while the next shard computes
+                writer.shard(index, [r.to_json() for r in out.records], out.results,
+                             partial(self._checkpoint, identity=identity,
+                                     summary=self.summary.to_json()))
                 del shard, out  # one shard in memory at a time: not two while reading
                 release_freed_memory()
                 bar.advance(g.rows)
                 if on_shard is not None:
                     on_shard(self)
-        if self.opts.results:
-            self.run.merge_results(Path(self.opts.results), len(groups), self.opts.force)
         records = list(self.run.records())
         report = build_report(self.summary, records, wall=time.perf_counter() - t0,
                               log_path=str(self.run.log_path))

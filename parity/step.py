@@ -336,12 +336,41 @@ class _WarmUpNotice:
                 sys.stderr.flush()
 
 
-def _compile_jit_kernels(twin: Any, notice: _WarmUpNotice) -> None:
-    """A refactored twin built on ``kernels.jit`` (the JIT twin, or a twin file importing
-    its functions) compiles those kernels on two processes when numba's cache is cold (a
-    fresh clone): see kernels/jit/_precompile.py. Nothing happens on a warm cache."""
+def _on_jit_kernels(twin: Any) -> bool:
+    """Whether ``twin`` is built on ``kernels.jit`` (the JIT twin, or a twin file
+    importing its functions)."""
     attrs = list(getattr(twin, "__dict__", {}).values())
-    if not any(str(getattr(a, "__module__", "")).startswith("kernels.jit") for a in attrs):
+    return any(str(getattr(a, "__module__", "")).startswith("kernels.jit") for a in attrs)
+
+
+def _load_quietly() -> None:
+    from kernels.jit import _precompile
+    try:
+        _precompile.load()
+    except Exception:  # the run's own first call meets the error and reports it
+        pass
+
+
+def preload(twin: Any) -> threading.Thread | None:
+    """Start loading the kernels of a twin built on ``kernels.jit`` from numba's warm
+    cache on a thread, while the caller opens the corpus and reads (Arrow and hashing
+    release the GIL); the warm-up then finds them loaded. Nothing on a cold cache: the
+    warm-up compiles, with its progress count."""
+    if not _on_jit_kernels(twin):
+        return None
+    from kernels.jit import _precompile
+    if _precompile.cold():
+        return None
+    thread = threading.Thread(target=_load_quietly, name="parity-preload", daemon=True)
+    thread.start()
+    return thread
+
+
+def _compile_jit_kernels(twin: Any, notice: _WarmUpNotice) -> None:
+    """A refactored twin built on ``kernels.jit`` compiles those kernels on two processes
+    when numba's cache is cold (a fresh clone): see kernels/jit/_precompile.py. Nothing
+    happens on a warm cache."""
+    if not _on_jit_kernels(twin):
         return
     from kernels.jit import _precompile
     if _precompile.cold():

@@ -56,6 +56,33 @@ print(json.dumps({"cold": cold, "ran": ran, "same": same, "misses": misses}))
 """
 
 
+#: a second process on the cache the first one filled: parity.step.preload loads every
+#: kernel on its thread, then a mode-3 run over a corpus adds no specialization
+_PRELOAD = """
+import json, sys
+from numba.core.registry import CPUDispatcher
+import kernels.jit as J
+from kernels.jit import _precompile, _blake3, _replay, header, merkle, reveal, validate
+import parity.shadow
+from parity import step
+from parity.modes import Mode
+def signatures():
+    return {f"{m.__name__}.{n}": len(o.signatures)
+            for m in (_blake3, _replay, header, merkle, reveal, validate)
+            for n, o in vars(m).items() if isinstance(o, CPUDispatcher)}
+before = signatures()
+thread = step.preload(J)
+thread.join()
+loaded = signatures()
+parity.shadow.preload = lambda twin: None  # the run must not load anything more itself
+opts = parity.shadow.ShadowOptions(corpus="corpora/sample-faults", mode=Mode.REFACTORED_ONLY,
+                                   run_dir=sys.argv[1], quiet=True)
+parity.shadow.ShadowRun(opts).execute()
+print(json.dumps({"cold": _precompile.cold(), "before": before, "loaded": loaded,
+                  "run": signatures(), "compiled": _precompile._compiled()}))
+"""
+
+
 def _entries(index: Path) -> int:
     """Signatures in one numba cache index (a pickled version, then (stamp, overloads))."""
     with index.open("rb") as f:
@@ -85,6 +112,17 @@ def test_two_process_first_compile(tmp_path: Path) -> None:
     several = {p.name.split("-")[0]: n for p in indexes if (n := _entries(p)) != 1}
     literal_sizes = {"validate._le": 2, "validate._same": 2}
     assert several == literal_sizes, f"kernels cached with several signatures: {several}"
+    # a later process preloads from that cache: everything a run calls, nothing compiled
+    out = subprocess.run([sys.executable, "-c", _PRELOAD, str(tmp_path / "run")], env=env,
+                         cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    pre = json.loads(out.stdout.splitlines()[-1])
+    assert not pre["cold"] and pre["compiled"] == []
+    assert not any(pre["before"].values())
+    entries = ("_blake3.hash_rows_into", "merkle._merkle_roots", "reveal._reveal_hashes_into",
+               "validate._statuses", "_replay._mark")
+    assert all(pre["loaded"][f"kernels.jit.{k}"] for k in entries), pre["loaded"]
+    assert pre["run"] == pre["loaded"], "the run specialized a kernel the preload did not load"
 
 
 def test_warm_or_disabled_cache_does_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -130,3 +168,25 @@ def test_warm_up_counts_the_two_process_compile_for_jit_twins_only(tmp_path, mon
         assert len(calls) == int(runs)
         total = 2 + (_precompile.STEPS if runs else 0)
         assert err.getvalue().rstrip().endswith(f"compiling kernels (first run only): {total}/{total}")
+
+
+def test_preload_only_for_jit_twins_on_a_warm_cache(monkeypatch):
+    import kernels.jit
+    import kernels.legacy
+    from kernels.jit import _precompile
+    from parity import step
+    loads = []
+    monkeypatch.setattr(_precompile, "load", lambda: loads.append(1))
+    assert step.preload(kernels.legacy) is None
+    monkeypatch.setattr(_precompile, "cold", lambda: True)
+    assert step.preload(kernels.jit) is None  # the warm-up compiles, with its count
+    monkeypatch.setattr(_precompile, "cold", lambda: False)
+    step.preload(kernels.jit).join(60)
+    assert loads == [1]
+
+    def broken() -> None:
+        raise RuntimeError("a kernel failed to load")
+    monkeypatch.setattr(_precompile, "load", broken)
+    thread = step.preload(kernels.jit)  # the run's own first call meets that error
+    thread.join(60)
+    assert not thread.is_alive()

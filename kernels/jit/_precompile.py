@@ -71,7 +71,7 @@ def _blocks() -> Iterator[str]:
     reveal.problem_bytes([1], 1)
     reveal.solution_bytes([0])
     yield "encodings"
-    sys.stdin.readline()  # the BLAKE3 core is cached (or its process is gone)
+    yield WAIT  # until the BLAKE3 core is cached (or its process is gone)
     reveal._reveal_hashes_into(*reveal._read_only(*reveals, h32), h32.copy(), h32.copy(),
                                h32.copy(), True)
     yield "reveal hashes"
@@ -79,6 +79,8 @@ def _blocks() -> Iterator[str]:
 
 #: the step of ``hashes`` after which the BLAKE3 core is in the cache
 CORE_STEP = "blake3 and header hashes"
+#: yielded by ``blocks`` where a child waits for the BLAKE3 core (not a step)
+WAIT = "wait for the BLAKE3 core"
 GROUPS: dict[str, Callable[[], Iterator[str]]] = {"hashes": _hashes, "blocks": _blocks}
 #: steps reported by all groups together (the progress count)
 STEPS = 8
@@ -193,10 +195,24 @@ def _compiled() -> list[str]:
                   if isinstance(obj, CPUDispatcher) and obj.stats.cache_misses)
 
 
+def load() -> None:
+    """On a warm cache, load every kernel a run calls into this process (the calls and
+    argument kinds of the compile, so the same specializations) and run the self-test:
+    what a run's first calls would do, done ahead (``parity.step.preload``, on a thread)."""
+    from kernels.jit._selftest import ensure_ready
+    for group in GROUPS.values():
+        for _ in group():
+            pass
+    ensure_ready()
+
+
 def main(argv: list[str]) -> int:
     """``python -m kernels.jit._precompile GROUP``: compile one group, a line per step,
     then the kernels it compiled."""
     for step in GROUPS[argv[0]]():
+        if step == WAIT:
+            sys.stdin.readline()
+            continue
         print("step", step, flush=True)
     print("compiled", *_compiled(), flush=True)
     return 0

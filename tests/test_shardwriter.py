@@ -1,0 +1,192 @@
+"""A local run's durable writes on the writer thread (parity/shardwriter.py), the staged
+file under them (parity/outputs.py), and the command's exit (parity.cli.run)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from parity.errors import ParityError
+from parity.outputs import parquet_tagged, staged_file
+from parity.runlog import RunDir
+from parity.shardwriter import ShardWriter
+from tests.test_runlog_parts import _table
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "corpora" / "sample-faults"
+
+
+def _leftovers(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name.endswith(".tmp"))
+
+
+def _checkpoints(run: RunDir) -> list[int]:
+    seen = []
+
+    def checkpoint(next_shard: int, log_bytes: int) -> None:
+        assert log_bytes == run.log_path.stat().st_size  # the records are in before it
+        assert (run.parts / f"part-{next_shard - 1:06d}.arrow").exists()  # and the part
+        run.checkpoint({"next_shard": next_shard, "log_bytes": log_bytes})
+        seen.append(next_shard)
+    return seen, checkpoint
+
+
+def test_shards_written_in_order_and_results_streamed(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.start({"id": 1}, resume=False)
+    seen, checkpoint = _checkpoints(run)
+    tables = [_table(0, 50), _table(50, 0), _table(50, 70)]
+    out = tmp_path / "r.parquet"
+    with ShardWriter(run, str(out), force=False, first=0) as writer:
+        for i, t in enumerate(tables):
+            writer.shard(i, [{"block": i, "shard": i}], t, checkpoint)
+        assert not out.exists()  # installed only when the run completes
+    assert seen == [1, 2, 3]
+    assert parquet_tagged("results")(out)
+    assert pq.read_table(out).equals(pa.concat_tables(tables))
+    assert pq.ParquetFile(out).metadata.num_row_groups == 2  # one per non-empty shard
+    assert [r["shard"] for r in run.records()] == [0, 1, 2]
+    assert _leftovers(tmp_path) == []
+
+
+def test_a_resumed_writer_streams_the_earlier_parts_first(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.start({"id": 1}, resume=False)
+    tables = [_table(0, 9), _table(9, 4), _table(13, 6)]
+    for i, t in enumerate(tables[:2]):
+        run.write_part(i, t)
+    _, checkpoint = _checkpoints(run)
+    out = tmp_path / "r.parquet"
+    with ShardWriter(run, str(out), force=False, first=2) as writer:
+        writer.shard(2, [], tables[2], checkpoint)
+    assert pq.read_table(out).equals(pa.concat_tables(tables))
+
+
+def test_an_error_in_the_run_keeps_the_shards_handed_over_and_no_results(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.start({"id": 1}, resume=False)
+    seen, checkpoint = _checkpoints(run)
+    out = tmp_path / "r.parquet"
+    with pytest.raises(KeyboardInterrupt):
+        with ShardWriter(run, str(out), force=False, first=0) as writer:
+            for i in range(3):
+                writer.shard(i, [{"block": i}], _table(i * 10, 10), checkpoint)
+            raise KeyboardInterrupt
+    assert seen == [1, 2, 3]  # every shard handed over is durable
+    assert json.loads(run.checkpoint_path.read_text())["next_shard"] == 3
+    assert not out.exists() and _leftovers(tmp_path) == []
+
+
+def test_a_failed_write_stops_the_run_at_the_next_shard(tmp_path, monkeypatch):
+    run = RunDir(tmp_path / "run")
+    run.start({"id": 1}, resume=False)
+    seen, checkpoint = _checkpoints(run)
+    real = run.write_part
+    gate = threading.Event()
+
+    def write_part(index: int, table: pa.Table) -> None:
+        if index == 1:
+            gate.set()
+            raise OSError(28, "No space left on device")
+        real(index, table)
+    monkeypatch.setattr(run, "write_part", write_part)
+    out = tmp_path / "r.parquet"
+    with pytest.raises(OSError, match="No space left"):
+        with ShardWriter(run, str(out), force=False, first=0) as writer:
+            writer.shard(0, [], _table(0, 5), checkpoint)
+            writer.shard(1, [], _table(5, 5), checkpoint)
+            gate.wait(10)
+            assert writer._last.exception(10) is not None  # the failed write has ended
+            writer.shard(2, [], _table(10, 5), checkpoint)  # raises: not handed over
+    assert seen == [1]  # no checkpoint past the failed part
+    assert not out.exists() and _leftovers(tmp_path) == []
+
+
+def test_a_file_appearing_at_results_during_the_run_is_left_alone(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.start({"id": 1}, resume=False)
+    _, checkpoint = _checkpoints(run)
+    out = tmp_path / "r.parquet"
+    with pytest.raises(ParityError, match="appeared while parity was writing it"):
+        with ShardWriter(run, str(out), force=False, first=0) as writer:
+            writer.shard(0, [], _table(0, 5), checkpoint)
+            writer._last.result(10)  # the results file is staged
+            out.write_text("the user's own file")
+    assert out.read_text() == "the user's own file"
+    assert _leftovers(tmp_path) == []
+
+
+def test_staged_file_installs_on_success_and_removes_only_itself_on_failure(tmp_path):
+    target = tmp_path / "out.bin"
+    with staged_file(target) as tmp:
+        assert tmp.parent == tmp_path and tmp != target
+        tmp.write_bytes(b"a")
+        with tmp.open("ab") as f:
+            f.write(b"b")
+    assert target.read_bytes() == b"ab"
+    with pytest.raises(RuntimeError):
+        with staged_file(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError
+    assert target.read_bytes() == b"ab" and _leftovers(tmp_path) == []
+    with pytest.raises(ParityError, match="appeared"):
+        with staged_file(target, replace=False) as tmp:
+            tmp.write_bytes(b"new")
+    assert target.read_bytes() == b"ab" and _leftovers(tmp_path) == []
+
+
+def test_shadow_results_equal_the_statuses_and_survive_a_resume(tmp_path):
+    from parity.shadow import ShadowOptions, ShadowRun
+    opts = ShadowOptions(corpus=str(SAMPLE), run_dir=str(tmp_path / "run"), quiet=True,
+                         results=str(tmp_path / "r.parquet"))
+    whole = ShadowRun(opts).execute()
+    statuses = pq.read_table(tmp_path / "r.parquet").column("status").to_numpy()
+    assert len(statuses) == whole.report["blocks"]
+
+    def stop(run) -> None:
+        if run.blocks_done >= 200:
+            raise KeyboardInterrupt
+    cut = ShadowOptions(**{**opts.__dict__, "run_dir": str(tmp_path / "cut"),
+                           "results": str(tmp_path / "c.parquet")})
+    with pytest.raises(KeyboardInterrupt):
+        ShadowRun(cut).execute(on_shard=stop)
+    assert not (tmp_path / "c.parquet").exists() and _leftovers(tmp_path) == []
+    ShadowRun(ShadowOptions(**{**cut.__dict__, "resume": True})).execute()
+    again = pq.read_table(tmp_path / "c.parquet").column("status").to_numpy()
+    assert np.array_equal(again, statuses)
+
+
+_EXIT = """
+import atexit, sys, threading, time
+from pathlib import Path
+from parity.cli import run
+flag, threads = Path(sys.argv[1]), sys.argv[2]
+atexit.register(lambda: flag.write_text("atexit ran"))
+if threads == "thread":
+    threading.Thread(target=lambda: (time.sleep(0.5),
+                                     flag.with_suffix(".thread").write_text("done"))).start()
+sys.argv = ["parity", "shadow", "/nonexistent-corpus"]
+print("printed before exit", end="")
+run()
+"""
+
+
+@pytest.mark.parametrize("threads", ["none", "thread"])
+def test_the_command_exit_runs_atexit_flushes_and_waits_for_threads(tmp_path, threads):
+    flag = tmp_path / "flag"
+    out = subprocess.run([sys.executable, "-c", _EXIT, str(flag), threads], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert out.returncode == 2 and "not a corpus directory" in out.stderr
+    assert out.stdout == "printed before exit"  # a pipe: flushed before the exit
+    assert flag.read_text() == "atexit ran"
+    if threads == "thread":  # a thread still working is waited for (the usual exit)
+        assert flag.with_suffix(".thread").read_text() == "done"
