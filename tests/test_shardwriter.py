@@ -190,3 +190,38 @@ def test_the_command_exit_runs_atexit_flushes_and_waits_for_threads(tmp_path, th
     assert flag.read_text() == "atexit ran"
     if threads == "thread":  # a thread still working is waited for (the usual exit)
         assert flag.with_suffix(".thread").read_text() == "done"
+
+
+_KILLED = """
+import os, signal, sys
+from pathlib import Path
+from parity.runlog import RunDir
+from parity.shardwriter import ShardWriter
+from tests.test_runlog_parts import _table
+run = RunDir(Path(sys.argv[1]))
+run.start({"id": 1}, resume=False)
+writer = ShardWriter(run, sys.argv[2], force=False, first=0)
+writer.shard(0, [], _table(0, 5), lambda n, b: run.checkpoint({"identity": {"id": 1}, "next_shard": n,
+                                                 "log_bytes": b}))
+writer._last.result(10)  # the staged results file holds shard 0
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.parametrize("resume", [True, False])
+def test_a_staged_results_file_left_by_a_sigkill_is_removed_by_the_next_run(tmp_path, resume):
+    out = tmp_path / "out" / "r.parquet"
+    out.parent.mkdir()
+    (out.parent / ".r.parquet.users.tmp").write_text("not parity's")  # a look-alike
+    killed = subprocess.run([sys.executable, "-c", _KILLED, str(tmp_path / "run"), str(out)],
+                            cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=120)
+    assert killed.returncode == -9
+    assert len(_leftovers(out.parent)) == 2  # the staged file of the killed run is there
+    run = RunDir(tmp_path / "run", force=True)
+    run.start({"id": 1}, resume=resume)  # a later run in the same run directory
+    assert _leftovers(out.parent) == [".r.parquet.users.tmp"]  # only parity's is gone
+    _, checkpoint = _checkpoints(run)
+    with ShardWriter(run, str(out), force=False, first=1 if resume else 0) as writer:
+        writer.shard(1, [], _table(5, 5), checkpoint)
+    assert _leftovers(out.parent) == [".r.parquet.users.tmp"]
+    assert pq.read_table(out).num_rows == (10 if resume else 5)
