@@ -30,7 +30,8 @@ RESULTS_SCHEMA = pa.schema([("block", pa.int64()), *RESULT_COLUMNS],
 #: how results tables are written: the hash columns are random bytes, which neither a
 #: dictionary nor compression shrinks (trying costs more than the write itself)
 RESULTS_WRITE = {"use_dictionary": ["status"], "compression": "snappy"}
-RUN_OWNED = ("mismatches.jsonl", "checkpoint.json", "summary.json", "results", ".*.tmp")
+RUN_OWNED = ("mismatches.jsonl", "checkpoint.json", "summary.json", "results", "staged.txt",
+             ".*.tmp")
 
 
 def results_output(path: str | Path) -> OutputFile:
@@ -49,6 +50,7 @@ class RunDir:
         self.log_path = path / "mismatches.jsonl"
         self.checkpoint_path = path / "checkpoint.json"
         self.parts = path / "results"
+        self.staged_path = path / "staged.txt"
 
     def check(self, resume: bool) -> None:
         """Refuse now what :meth:`start` would refuse."""
@@ -74,11 +76,31 @@ class RunDir:
                                   "other options; run without --resume to start over")
             with open(self.log_path, "r+b") as f:  # drop records of the shard cut short
                 f.truncate(checkpoint["log_bytes"])
+            self.drop_staged()
             return checkpoint
+        if read_marker(self.path) is not None:
+            self.drop_staged()
         self.out.prepare(self.force)
         self.parts.mkdir()
         self.log_path.touch()
         return None
+
+    def note_staged(self, tmp: Path | None) -> None:
+        """Record the staged ``--results`` file being written (``None``: none now), so a
+        later run here removes it if this one is killed before installing it."""
+        if tmp is not None:
+            atomic_write_text(self.staged_path, str(tmp.resolve()))
+        elif self.staged_path.exists():
+            self.staged_path.unlink()
+
+    def drop_staged(self) -> None:
+        """Remove the staged ``--results`` file an earlier run here left (killed)."""
+        if not self.staged_path.is_file():
+            return
+        tmp = Path(self.staged_path.read_text().strip())
+        if tmp.name.startswith(".") and tmp.name.endswith(".tmp") and tmp.is_file():
+            tmp.unlink()  # a name only parity's staged files have, recorded by parity
+        self.staged_path.unlink()
 
     def append_records(self, records: list[dict]) -> int:
         """Append and fsync; returns the log size after the append."""

@@ -31,12 +31,15 @@ Checkpoint = Callable[[int, int], None]
 class _ResultsStream:
     """``--results`` written a shard at a time into a staged file (writer thread only)."""
 
-    def __init__(self, path: Path, force: bool) -> None:
-        self._stack = contextlib.ExitStack()
-        tmp = self._stack.enter_context(results_output(path).staged(force))
-        self._file = self._stack.enter_context(open(tmp, "wb"))
-        self._writer = self._stack.enter_context(
-            pq.ParquetWriter(self._file, RESULTS_SCHEMA, **RESULTS_WRITE))
+    def __init__(self, path: Path, force: bool, run: RunDir) -> None:
+        with contextlib.ExitStack() as stack:  # a failure here removes what it made
+            stack.callback(run.note_staged, None)  # once the file is installed or removed
+            tmp = stack.enter_context(results_output(path).staged(force))
+            run.note_staged(tmp)  # a later run here removes it if this one is killed
+            self._file = stack.enter_context(open(tmp, "wb"))
+            self._writer = stack.enter_context(
+                pq.ParquetWriter(self._file, RESULTS_SCHEMA, **RESULTS_WRITE))
+            self._stack = stack.pop_all()
 
     def add(self, table: pa.Table) -> None:
         if not table.num_rows:
@@ -66,7 +69,7 @@ class ShardWriter:
             self._submit(self._open, Path(results), force, first)
 
     def _open(self, path: Path, force: bool, first: int) -> None:
-        self._stream = _ResultsStream(path, force)
+        self._stream = _ResultsStream(path, force, self.run)
         for i in range(first):  # a resumed run: the shards done before
             self._stream.add(self.run.read_part(i))
 
