@@ -225,3 +225,15 @@ def test_a_staged_results_file_left_by_a_sigkill_is_removed_by_the_next_run(tmp_
         writer.shard(1, [], _table(5, 5), checkpoint)
     assert _leftovers(out.parent) == [".r.parquet.users.tmp"]
     assert pq.read_table(out).num_rows == (10 if resume else 5)
+
+
+@pytest.mark.parametrize("closed", [1, 2])
+def test_the_command_exit_with_a_standard_stream_closed(tmp_path, closed):
+    """``parity ... >&-``: Python starts with that stream None; the exit neither fails on
+    it nor changes the command's exit code."""
+    out = subprocess.run([sys.executable, "-m", "parity", "corpus", "verify",
+                          str(tmp_path / "none")], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120, preexec_fn=lambda: os.close(closed),
+                         env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr + out.stdout
