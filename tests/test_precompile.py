@@ -190,3 +190,16 @@ def test_preload_only_for_jit_twins_on_a_warm_cache(monkeypatch):
     thread = step.preload(kernels.jit)  # the run's own first call meets that error
     thread.join(60)
     assert not thread.is_alive()
+
+
+def test_a_corrupted_cache_index_is_no_traceback_before_the_run(monkeypatch):
+    """Garbage in a kernel's ``.nbi`` (numba's cache index): ``cold`` (called by the
+    preload, before the run) answers False instead of raising; the run's own first call
+    then meets the error and reports it as a twin failure."""
+    from kernels.jit import _precompile
+    kernel = _precompile._entry_kernels()[0]
+
+    def garbage() -> None:
+        raise pickle.UnpicklingError("invalid load key, '\\xe9'.")
+    monkeypatch.setattr(kernel._cache._cache_file, "_load_index", garbage)
+    assert _precompile.cold() is False
