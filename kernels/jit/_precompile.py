@@ -19,6 +19,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import pickle
 import subprocess
 import sys
 import tempfile
@@ -98,13 +99,14 @@ def _entry_kernels() -> list:
 def cold() -> bool:
     """True when numba's cache is on and holds nothing yet for some kernel a run uses
     (a fresh clone, or a kernel's source changed). Reads numba's cache index through
-    its internals; if they change, answers False (the caller then compiles in-process,
-    as without this module)."""
+    its internals; if they change, or an index is unreadable (garbage in a ``.nbi``),
+    answers False (the caller then compiles in-process, as without this module, or its
+    first call meets the error and reports it)."""
     if not config.CACHE or os.environ.get("NUMBA_DISABLE_JIT", "0") != "0":
         return False
     try:
         return any(not k._cache._cache_file._load_index() for k in _entry_kernels())
-    except (AttributeError, TypeError):
+    except (AttributeError, TypeError, OSError, EOFError, ValueError, pickle.UnpicklingError):
         return False
 
 
