@@ -237,3 +237,33 @@ def test_the_command_exit_with_a_standard_stream_closed(tmp_path, closed):
                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert out.returncode == 2
     assert "Traceback" not in out.stderr + out.stdout
+
+
+def test_a_results_file_the_user_put_in_place_of_parity_s_during_a_forced_run(tmp_path):
+    """--force replaces parity's earlier results; a file the user put there while the run
+    went on (minutes, now that the file is streamed) is not parity's: left alone."""
+    run = RunDir(tmp_path / "run")
+    run.start({"id": 1}, resume=False)
+    _, checkpoint = _checkpoints(run)
+    out = tmp_path / "r.parquet"
+    with ShardWriter(run, str(out), force=False, first=0) as writer:
+        writer.shard(0, [], _table(0, 5), checkpoint)
+    run = RunDir(tmp_path / "run", force=True)
+    run.start({"id": 1}, resume=False)
+    _, checkpoint = _checkpoints(run)
+    with pytest.raises(ParityError, match="changed while parity was writing it"):
+        with ShardWriter(run, str(out), force=True, first=0) as writer:
+            writer.shard(0, [], _table(0, 7), checkpoint)
+            writer._last.result(10)
+            out.unlink()
+            out.write_text("the user's own file")
+    assert out.read_text() == "the user's own file"
+    assert _leftovers(tmp_path) == []
+    out.unlink()
+    with ShardWriter(run, str(out), force=False, first=0) as writer:
+        writer.shard(0, [], _table(0, 5), checkpoint)
+    with ShardWriter(run, str(out), force=True, first=0) as writer:
+        writer.shard(0, [], _table(0, 3), checkpoint)
+        writer._last.result(10)
+        out.unlink()  # parity's earlier file removed meanwhile: nothing to leave alone
+    assert pq.read_table(out).num_rows == 3 and _leftovers(tmp_path) == []
