@@ -174,7 +174,14 @@ def _temp_beside(path: Path) -> Path:
     return Path(name)
 
 
-def _install(tmp: Path, path: Path, replace: bool) -> None:
+def _install(tmp: Path, path: Path, replace: bool,
+             ours: Callable[[Path], bool] | None = None) -> None:
+    if replace and ours is not None:  # checked when the write began: is it still ours?
+        if not os.path.lexists(path):
+            replace = False  # removed meanwhile: linked, as a new file
+        elif path.is_symlink() or path.is_dir() or not ours(path):
+            raise ParityError(f"{path}: changed while parity was writing it (no longer "
+                              "parity's output); left alone (nothing written)")
     if replace:
         os.replace(tmp, path)
     else:
@@ -189,11 +196,12 @@ def _install(tmp: Path, path: Path, replace: bool) -> None:
 
 
 @contextlib.contextmanager
-def staged_file(path: str | Path, *, replace: bool = True) -> Iterator[Path]:
+def staged_file(path: str | Path, *, replace: bool = True,
+                ours: Callable[[Path], bool] | None = None) -> Iterator[Path]:
     """A unique temporary file beside ``path`` to write during the block (a file written
     piece by piece); when the block ends normally it is fsynced and renamed into place,
     otherwise only it is removed. With ``replace=False`` an existing ``path`` is never
-    overwritten."""
+    overwritten; with ``ours``, one it no longer accepts (replaced meanwhile) neither."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_beside(path)
@@ -202,17 +210,18 @@ def staged_file(path: str | Path, *, replace: bool = True) -> Iterator[Path]:
         usual_mode(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        _install(tmp, path, replace)
+        _install(tmp, path, replace, ours)
     finally:
         if tmp.exists():
             tmp.unlink()
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], object], *, replace: bool = True) -> None:
+def atomic_write(path: str | Path, write: Callable[[Path], object], *, replace: bool = True,
+                 ours: Callable[[Path], bool] | None = None) -> None:
     """Call ``write(tmp)`` on a unique temporary file beside ``path``, fsync it and rename
     it into place; on failure only the temporary file is removed. With ``replace=False``
     an existing ``path`` is never overwritten."""
-    with staged_file(path, replace=replace) as tmp:
+    with staged_file(path, replace=replace, ours=ours) as tmp:
         write(tmp)
 
 
@@ -249,11 +258,11 @@ class OutputFile:
         return True
 
     def write(self, force: bool, write: Callable[[Path], object]) -> None:
-        atomic_write(self.path, write, replace=self.check(force))
+        atomic_write(self.path, write, replace=self.check(force), ours=self.is_ours)
 
     def staged(self, force: bool) -> contextlib.AbstractContextManager[Path]:
         """:func:`staged_file` for this output, refused now as :meth:`write` would."""
-        return staged_file(self.path, replace=self.check(force))
+        return staged_file(self.path, replace=self.check(force), ours=self.is_ours)
 
 
 # ---- signatures of parity's files --------------------------------------------------------
