@@ -267,3 +267,19 @@ def test_a_results_file_the_user_put_in_place_of_parity_s_during_a_forced_run(tm
         writer._last.result(10)
         out.unlink()  # parity's earlier file removed meanwhile: nothing to leave alone
     assert pq.read_table(out).num_rows == 3 and _leftovers(tmp_path) == []
+
+
+def test_a_failed_write_of_the_last_shard_removes_the_staged_results(tmp_path, monkeypatch):
+    run = RunDir(tmp_path / "run")
+    run.start({"id": 1}, resume=False)
+    seen, checkpoint = _checkpoints(run)
+
+    def write_part(index: int, table: pa.Table) -> None:
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(run, "write_part", write_part)
+    out = tmp_path / "r.parquet"
+    with pytest.raises(OSError, match="No space left"):
+        with ShardWriter(run, str(out), force=False, first=0) as writer:
+            writer.shard(0, [], _table(0, 5), checkpoint)  # the last: raised at the end
+    assert seen == [] and not out.exists()
+    assert _leftovers(tmp_path) == [] and not run.staged_path.exists()
