@@ -107,8 +107,13 @@ class ShardWriter:
             raise self._error
 
     def finish(self) -> None:
-        """Wait for every write; install the results file."""
-        self._drain()
+        """Wait for every write; install the results file (removed if a write failed)."""
+        try:
+            self._drain()
+        except BaseException:
+            if self._stream is not None:
+                self._stream.close(False)
+            raise
         if self._stream is not None:
             self._stream.close(True)
 
