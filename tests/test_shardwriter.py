@@ -283,3 +283,22 @@ def test_a_failed_write_of_the_last_shard_removes_the_staged_results(tmp_path, m
             writer.shard(0, [], _table(0, 5), checkpoint)  # the last: raised at the end
     assert seen == [] and not out.exists()
     assert _leftovers(tmp_path) == [] and not run.staged_path.exists()
+
+
+def test_a_failed_results_write_names_the_results_file(tmp_path, monkeypatch):
+    """A full disk while --results streams: the command's one-line error says which file
+    (``parity: error: FILENAME: STRERROR``), not just "No space left on device"."""
+    import parity.shardwriter as shardwriter
+    run = RunDir(tmp_path / "run")
+    run.start({"id": 1}, resume=False)
+    _, checkpoint = _checkpoints(run)
+
+    def full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(shardwriter.os, "fdatasync", full)
+    out = tmp_path / "r.parquet"
+    with pytest.raises(OSError) as failed:
+        with ShardWriter(run, str(out), force=False, first=0) as writer:
+            writer.shard(0, [], _table(0, 5), checkpoint)
+    assert failed.value.filename == f"--results {out}"
+    assert _leftovers(tmp_path) == []
