@@ -32,6 +32,7 @@ class _ResultsStream:
     """``--results`` written a shard at a time into a staged file (writer thread only)."""
 
     def __init__(self, path: Path, force: bool, run: RunDir) -> None:
+        self._what = f"--results {path}"  # named in a failed write's error
         with contextlib.ExitStack() as stack:  # a failure here removes what it made
             stack.callback(run.note_staged, None)  # once the file is installed or removed
             tmp = stack.enter_context(results_output(path).staged(force))
@@ -44,9 +45,14 @@ class _ResultsStream:
     def add(self, table: pa.Table) -> None:
         if not table.num_rows:
             return  # no empty row group
-        self._writer.write_table(table)
-        self._file.flush()
-        os.fdatasync(self._file.fileno())  # the final fsync has one shard left to push
+        try:
+            self._writer.write_table(table)
+            self._file.flush()
+            os.fdatasync(self._file.fileno())  # the final fsync has one shard left to push
+        except OSError as exc:  # a full disk: say which file (the command prints it)
+            if exc.filename is None:
+                exc.filename = self._what
+            raise
 
     def close(self, ok: bool) -> None:
         """Install the file (``ok``) or remove the temporary one."""
