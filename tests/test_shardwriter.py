@@ -302,3 +302,35 @@ def test_a_failed_results_write_names_the_results_file(tmp_path, monkeypatch):
             writer.shard(0, [], _table(0, 5), checkpoint)
     assert failed.value.filename == f"--results {out}"
     assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("ending", ["finish", "abort"])
+def test_a_second_ctrl_c_while_waiting_leaves_the_writing_thread_its_file(tmp_path, ending):
+    """Ctrl-C while the end waits for the writer thread: the stream that thread is still
+    writing is not closed under it (the staged file is then the next run's to remove)."""
+    run = RunDir(tmp_path / "run")
+    run.start({"id": 1}, resume=False)
+    _, checkpoint = _checkpoints(run)
+    writing, release = threading.Event(), threading.Event()
+
+    def slow(index: int, log_bytes: int) -> None:
+        writing.set()
+        release.wait(10)
+        checkpoint(index, log_bytes)
+    writer = ShardWriter(run, str(tmp_path / "r.parquet"), force=False, first=0)
+    writer.shard(0, [], _table(0, 5), slow)
+    writing.wait(10)
+    real = writer._pool.shutdown
+
+    def interrupted(wait: bool = True) -> None:
+        raise KeyboardInterrupt  # the second Ctrl-C, during the wait
+    writer._pool.shutdown = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        getattr(writer, ending)()
+    release.set()
+    real(wait=True)
+    exc = writer._last.exception(10)
+    assert exc is None, "".join(__import__("traceback").format_exception(exc))  # its stream was still open
+    assert json.loads(run.checkpoint_path.read_text())["next_shard"] == 1
+    run.drop_staged()
+    assert _leftovers(tmp_path) == []
