@@ -107,33 +107,23 @@ class ShardWriter:
         """Hand over shard ``index``: records (JSON objects), results, then checkpoint."""
         self._submit(self._write, index, records, table, checkpoint)
 
-    def _drain(self) -> None:
-        self._pool.shutdown(wait=True)
-        if self._error is not None:
-            raise self._error
-
     def finish(self) -> None:
         """Wait for every write; install the results file (removed if a write failed)."""
-        try:
-            self._drain()
-        except BaseException:
-            if self._stream is not None:
-                self._stream.close(False)
-            raise
+        self._pool.shutdown(wait=True)  # interrupted: the thread keeps its stream (below)
         if self._stream is not None:
-            self._stream.close(True)
+            self._stream.close(self._error is None)
+        if self._error is not None:
+            raise self._error
 
     def abort(self) -> None:
         """The run stops early: the shards handed over are still written (they are
         complete), the staged results file is removed. The caller's error stays the one
-        raised; a failed write only ends the writes after it."""
-        try:
-            self._drain()
-        except Exception:
-            pass
-        finally:
-            if self._stream is not None:
-                self._stream.close(False)
+        raised; a failed write only ends the writes after it. A second Ctrl-C during
+        the wait leaves the stream to the thread still writing it (never closed under
+        it): the next run in this run directory removes the staged file."""
+        self._pool.shutdown(wait=True)
+        if self._stream is not None:
+            self._stream.close(False)
 
     def __enter__(self) -> ShardWriter:
         return self
