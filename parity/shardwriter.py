@@ -5,7 +5,8 @@ its results part, then the checkpoint naming both, in that order, one shard afte
 other, so a SIGKILL at any point leaves a checkpoint whose log and parts are complete.
 With ``--results``, each shard's results also go into the results file as a row group
 of a temporary file beside it (its data pushed to disk shard by shard), installed when
-the run completes; a run that fails removes only that temporary file.
+the run completes; a run that fails removes only that temporary file, and the run
+directory records it (``staged.txt``) so the next run there removes one a SIGKILL left.
 
 A failed write stops the run at the next shard handed over (or at :meth:`finish`); an
 error or Ctrl-C in the caller first lets the shards already handed over be written.
