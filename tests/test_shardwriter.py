@@ -231,9 +231,9 @@ def test_a_staged_results_file_left_by_a_sigkill_is_removed_by_the_next_run(tmp_
 def test_the_command_exit_with_a_standard_stream_closed(tmp_path, closed):
     """``parity ... >&-``: Python starts with that stream None; the exit neither fails on
     it nor changes the command's exit code."""
-    out = subprocess.run([sys.executable, "-m", "parity", "corpus", "verify",
-                          str(tmp_path / "none")], cwd=ROOT, capture_output=True, text=True,
-                         timeout=120, preexec_fn=lambda: os.close(closed),
+    out = subprocess.run(["sh", "-c", f'exec "$@" {closed}>&-', "sh", sys.executable, "-m",
+                          "parity", "corpus", "verify", str(tmp_path / "none")], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120,
                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert out.returncode == 2
     assert "Traceback" not in out.stderr + out.stdout
