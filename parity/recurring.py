@@ -20,8 +20,7 @@ their own semantics; only the harness decides what each shard's state starts wit
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
@@ -62,16 +61,13 @@ def candidates(hashes: Iterable[np.ndarray]) -> np.ndarray:
     return np.unique(twice)
 
 
-def scan(corpus, groups, threads: int = 2) -> np.ndarray:
-    """Pass 1 over a local corpus' header column: the candidate hashes. ``threads`` row
-    groups are read and hashed at once (Arrow's decompression and numpy release the GIL;
-    a row group's column is garbage once hashed, so at most ``threads`` are held)."""
-    def hashes(g) -> np.ndarray:
-        out = hash32(commitments(corpus.read_headers(g)))
-        release_freed_memory()  # that row group's column is garbage now
-        return out
-    with ThreadPoolExecutor(threads, thread_name_prefix="parity-pass1") as pool:
-        return candidates(pool.map(hashes, groups))
+def scan(corpus, groups) -> np.ndarray:
+    """Pass 1 over a local corpus' header column: the candidate hashes."""
+    def hashes() -> Iterator[np.ndarray]:
+        for g in groups:
+            yield hash32(commitments(corpus.read_headers(g)))
+            release_freed_memory()  # that row group's column is garbage now
+    return candidates(hashes())
 
 
 class RecurringIndex:

@@ -267,12 +267,14 @@ class ShadowRun:
             scan = pool.submit(self.index, groups)
             self._checkpoint(0, 0, identity)
         self.metrics.set_mode(self.summary.mode)
+        # reading ahead holds a second shard, and writing on while the next shard is read
+        # holds its results: both pay only when the legacy twin does not run (mode 3:
+        # reading is then a third of the work; with legacy, under 2%)
+        ahead = not self.summary.mode.runs_legacy
         with pool, Progress(self.m.blocks, "shadow", quiet=self.opts.quiet) as bar, \
-                ShardWriter(self.run, self.opts.results, self.opts.force, first) as writer:
+                ShardWriter(self.run, self.opts.results, self.opts.force, first,
+                            overlap=ahead) as writer:
             bar.advance(sum(g.rows for g in groups[:first]))
-            # reading ahead holds a second shard; it pays only when the legacy twin does not
-            # run (mode 3: reading is then a third of the work; with legacy, under 2%)
-            ahead = not self.summary.mode.runs_legacy
             for index, shard in enumerate(self.corpus.read_ahead(groups[first:], ahead), first):
                 g = groups[index]
                 ctx = self.context(self.summary.mode)

@@ -23,6 +23,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from parity.corpus.reader import release_freed_memory
 from parity.runlog import RESULTS_SCHEMA, RESULTS_WRITE, RunDir, results_output
 
 #: ``checkpoint(next_shard, log_bytes)``: writes the run's checkpoint
@@ -38,9 +39,11 @@ class _ResultsStream:
             stack.callback(run.note_staged, None)  # once the file is installed or removed
             tmp = stack.enter_context(results_output(path).staged(force))
             run.note_staged(tmp)  # a later run here removes it if this one is killed
-            self._file = stack.enter_context(open(tmp, "wb"))
+            sink = stack.enter_context(pa.OSFile(str(tmp), "wb"))  # Arrow's own file
+            self._fd = os.open(tmp, os.O_RDONLY)  # to push its data to disk
+            stack.callback(os.close, self._fd)
             self._writer = stack.enter_context(
-                pq.ParquetWriter(self._file, RESULTS_SCHEMA, **RESULTS_WRITE))
+                pq.ParquetWriter(sink, RESULTS_SCHEMA, **RESULTS_WRITE))
             self._stack = stack.pop_all()
 
     def add(self, table: pa.Table) -> None:
@@ -48,8 +51,7 @@ class _ResultsStream:
             return  # no empty row group
         try:
             self._writer.write_table(table)
-            self._file.flush()
-            os.fdatasync(self._file.fileno())  # the final fsync has one shard left to push
+            os.fdatasync(self._fd)  # the final fsync has one shard left to push
         except OSError as exc:  # a full disk: say which file (the command prints it)
             if exc.filename is None:
                 exc.filename = self._what
@@ -66,8 +68,12 @@ class _ResultsStream:
 class ShardWriter:
     """Writes each handed-over shard on one thread, in order (see the module)."""
 
-    def __init__(self, run: RunDir, results: str | None, force: bool, first: int) -> None:
+    def __init__(self, run: RunDir, results: str | None, force: bool, first: int,
+                 overlap: bool = True) -> None:
         self.run = run
+        #: False: each shard's writes end before :meth:`shard` returns (same thread, same
+        #: order), so they never overlap the next shard's reading (a lower memory peak)
+        self.overlap = overlap
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="parity-write")
         self._last: Future | None = None
         self._error: BaseException | None = None
@@ -102,11 +108,15 @@ class ShardWriter:
         checkpoint(index + 1, log_bytes)
         if self._stream is not None:
             self._stream.add(table)
+        del table
+        release_freed_memory()  # this thread's own Arrow heap: freed pages back to the system
 
     def shard(self, index: int, records: list[dict], table: pa.Table,
               checkpoint: Checkpoint) -> None:
         """Hand over shard ``index``: records (JSON objects), results, then checkpoint."""
         self._submit(self._write, index, records, table, checkpoint)
+        if not self.overlap and self._last is not None:
+            self._last.result()
 
     def finish(self) -> None:
         """Wait for every write; install the results file (removed if a write failed)."""
