@@ -334,3 +334,29 @@ def test_a_second_ctrl_c_while_waiting_leaves_the_writing_thread_its_file(tmp_pa
     assert exc is None, "".join(__import__("traceback").format_exception(exc))  # its stream was still open
     assert json.loads(run.checkpoint_path.read_text())["next_shard"] == 1
     assert _leftovers(tmp_path) == [] and not run.staged_path.exists()
+
+
+def test_without_overlap_each_shard_is_durable_when_handed_over(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.start({"id": 1}, resume=False)
+    seen, checkpoint = _checkpoints(run)
+    with ShardWriter(run, None, force=False, first=0, overlap=False) as writer:
+        for i in range(3):
+            writer.shard(i, [{"block": i}], _table(i * 10, 10), checkpoint)
+            assert seen == list(range(1, i + 2))  # written before shard() returned
+            assert json.loads(run.checkpoint_path.read_text())["next_shard"] == i + 1
+
+
+def test_without_overlap_a_failed_write_raises_at_its_own_shard(tmp_path, monkeypatch):
+    run = RunDir(tmp_path / "run")
+    run.start({"id": 1}, resume=False)
+    seen, checkpoint = _checkpoints(run)
+
+    def write_part(index: int, table: pa.Table) -> None:
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(run, "write_part", write_part)
+    with pytest.raises(OSError, match="No space left"):
+        with ShardWriter(run, None, force=False, first=0, overlap=False) as writer:
+            writer.shard(0, [], _table(0, 5), checkpoint)
+            raise AssertionError("shard() returned after its write failed")
+    assert seen == []
