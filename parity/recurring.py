@@ -66,7 +66,8 @@ def scan(corpus, groups) -> np.ndarray:
     def hashes() -> Iterator[np.ndarray]:
         for g in groups:
             yield hash32(commitments(corpus.read_headers(g)))
-            release_freed_memory()  # that row group's column is garbage now
+            if corpus.release_memory:
+                release_freed_memory()  # that row group's column is garbage now
     return candidates(hashes())
 
 

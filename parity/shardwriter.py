@@ -69,11 +69,12 @@ class ShardWriter:
     """Writes each handed-over shard on one thread, in order (see the module)."""
 
     def __init__(self, run: RunDir, results: str | None, force: bool, first: int,
-                 overlap: bool = True) -> None:
+                 overlap: bool = True, release: bool = True) -> None:
         self.run = run
         #: False: each shard's writes end before :meth:`shard` returns (same thread, same
         #: order), so they never overlap the next shard's reading (a lower memory peak)
         self.overlap = overlap
+        self.release = release  # give the writes' freed memory back after each shard
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="parity-write")
         self._last: Future | None = None
         self._error: BaseException | None = None
@@ -109,7 +110,8 @@ class ShardWriter:
         if self._stream is not None:
             self._stream.add(table)
         del table
-        release_freed_memory()  # this thread's own Arrow heap: freed pages back to the system
+        if self.release:  # this thread's own Arrow heap: freed pages back to the system
+            release_freed_memory()
 
     def shard(self, index: int, records: list[dict], table: pa.Table,
               checkpoint: Checkpoint) -> None:

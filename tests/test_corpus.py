@@ -300,3 +300,14 @@ def test_read_ahead_gives_the_shards_in_order_and_raises_where_a_plain_read_woul
     stream = corpus.read_ahead(groups)
     assert next(stream).start == groups[0].start
     stream.close()  # a consumer that stops early leaves no reader behind
+
+
+def test_one_chunk_takes_a_single_chunk_as_it_is_and_joins_several():
+    from parity.corpus.shard import one_chunk
+    one = pa.chunked_array([pa.array([b"ab", b"cd"], pa.binary(2))])
+    got = one_chunk(one)
+    assert got.buffers()[1].address == one.chunk(0).buffers()[1].address  # not copied
+    several = pa.chunked_array([pa.array([1, 2]), pa.array([3])])
+    assert one_chunk(several).to_pylist() == [1, 2, 3]
+    none = pa.chunked_array([], pa.int64())
+    assert len(one_chunk(none)) == 0 and one_chunk(none).type == pa.int64()

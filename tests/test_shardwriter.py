@@ -360,3 +360,34 @@ def test_without_overlap_a_failed_write_raises_at_its_own_shard(tmp_path, monkey
             writer.shard(0, [], _table(0, 5), checkpoint)
             raise AssertionError("shard() returned after its write failed")
     assert seen == []
+
+
+@pytest.mark.parametrize("mode", [1, 3])
+def test_freed_memory_is_given_back_only_when_the_legacy_twin_runs(tmp_path, monkeypatch, mode):
+    """Mode 1 returns freed memory after every shard (flat peak RSS); mode 3 keeps it for
+    the next shard (measured at 1M blocks: 53k page faults instead of 145k, 0.5 s less),
+    and both serve the same statuses."""
+    import parity.corpus.reader as reader
+    import parity.recurring as recurring
+    import parity.shadow as shadow
+    import parity.shardwriter as shardwriter
+    from parity.modes import Mode
+    calls = []
+    for mod in (reader, recurring, shadow, shardwriter):
+        monkeypatch.setattr(mod, "release_freed_memory",
+                            lambda name=mod.__name__: calls.append(name))
+    opts = shadow.ShadowOptions(corpus=str(SAMPLE), run_dir=str(tmp_path / "run"), quiet=True,
+                                mode=Mode(mode), results=str(tmp_path / "r.parquet"))
+    run = shadow.ShadowRun(opts)
+    run.execute()
+    shards = len(run.corpus.row_groups())
+    served = pq.read_table(tmp_path / "r.parquet").column("status").to_numpy()
+    truth = pq.read_table(SAMPLE / "ground-truth.parquet").column("status").to_numpy()
+    assert np.array_equal(served, truth)
+    if mode == 3:
+        assert calls == [] and run.corpus.release_memory is False
+    else:
+        # each shard: read, computed, written; and each row group of pass 1
+        assert {n: calls.count(n) for n in set(calls)} == {
+            reader.__name__: shards, shadow.__name__: shards, shardwriter.__name__: shards,
+            recurring.__name__: shards}

@@ -21,7 +21,7 @@ from blake3 import blake3
 
 from kernels.constants import HEADER_SIZE
 from parity.corpus.manifest import MANIFEST, FileEntry, Manifest, read_manifest
-from parity.corpus.shard import SCHEMA, Shard, from_batch
+from parity.corpus.shard import SCHEMA, Shard, from_batch, one_chunk
 from parity.errors import CorpusError
 
 
@@ -63,6 +63,9 @@ class Corpus:
 
     path: Path
     manifest: Manifest
+    #: give freed memory back after each row group read (:func:`release_freed_memory`):
+    #: a flat peak RSS, for some page faults on the next read (see ``ShadowRun.execute``)
+    release_memory: bool = True
 
     @property
     def blocks(self) -> int:
@@ -97,7 +100,8 @@ class Corpus:
         except (pa.ArrowException, ValueError) as exc:
             raise CorpusError(path, f"row group {g.group}: {exc}") from None
         del table
-        release_freed_memory()
+        if self.release_memory:
+            release_freed_memory()
         return shard
 
     def read_headers(self, g: RowGroup) -> np.ndarray:
@@ -107,7 +111,7 @@ class Corpus:
             table = pq.ParquetFile(path).read_row_group(g.group, columns=["header"])
         except (OSError, pa.ArrowException) as exc:
             raise CorpusError(path, f"unreadable row group {g.group}: {exc}") from None
-        raw = table.column("header").combine_chunks()
+        raw = one_chunk(table.column("header"))
         if raw.null_count or len(raw) != g.rows:
             raise CorpusError(path, f"row group {g.group}: column header has {raw.null_count} "
                                     f"null values in {len(raw)} rows (metadata says {g.rows})")

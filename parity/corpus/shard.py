@@ -74,6 +74,12 @@ def from_blocks(blocks: Sequence[Block]) -> Shard:
     return Shard(headers, ids, id_off, nums, num_off, targets, idxs, idx_off)
 
 
+def one_chunk(column: pa.ChunkedArray) -> pa.Array:
+    """``column`` as one array: its chunk when it has one (no copy; Arrow's
+    ``combine_chunks`` copies even then), else the chunks concatenated."""
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+
+
 def _fixed(arr: pa.FixedSizeBinaryArray, width: int) -> np.ndarray:
     buf = np.frombuffer(arr.buffers()[1], dtype=np.uint8)
     return buf[arr.offset * width:(arr.offset + len(arr)) * width].reshape(len(arr), width)
@@ -92,7 +98,7 @@ def from_batch(batch: pa.RecordBatch | pa.Table, start: int = 0, file: str = "",
                row: int = 0) -> Shard:
     """Arrow rows (SPEC section 6 columns, no nulls) -> a shard of numpy arrays."""
     col = {name: batch.column(name) for name in SCHEMA.names}
-    col = {k: (v.combine_chunks() if isinstance(v, pa.ChunkedArray) else v) for k, v in col.items()}
+    col = {k: (one_chunk(v) if isinstance(v, pa.ChunkedArray) else v) for k, v in col.items()}
     for name, arr in col.items():
         if arr.null_count:
             raise ValueError(f"column {name} has {arr.null_count} null values (SPEC section 6 "
