@@ -20,6 +20,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -89,12 +90,32 @@ def _shard_step(run: ShadowRun, options: ShadowOptions, index: int, groups: list
     return {"outcome": process_shard(index, shard, ctx), "warmup": warmup}
 
 
-def prime_sets(client: Any, corpus: str, groups: list[RowGroup]) -> list[np.ndarray]:
+def prepare_worker(opts: dict) -> None:
+    """On a worker (``client.run``, before any shard task): load the run's twins and
+    their kernels on a thread while the first pass runs, so that the worker's first
+    shard task does not wait for them. Its errors are left to that task, which meets and
+    reports them."""
+    def prepare() -> None:
+        import numba
+        numba.set_num_threads(1)
+        try:
+            with ShadowRun(ShadowOptions(**opts), verify=False) as run:
+                if run.preloading is not None:
+                    run.preloading.join()
+        except Exception:  # the shard task meets the same error and reports it
+            pass
+    threading.Thread(target=prepare, name="parity-prepare", daemon=True).start()
+
+
+def prime_sets(client: Any, corpus: str, groups: list[RowGroup],
+               cands: np.ndarray | None = None) -> list[np.ndarray]:
     """For each shard, the earlier commitments that occur in it (the only ones its
     replay decisions depend on). The driver holds 4 bytes a block and the candidate
-    commitments, never every commitment."""
-    cands = recurring.candidates(client.gather(
-        [client.submit(hashes_task, corpus, g, pure=False) for g in groups]))
+    commitments, never every commitment. ``cands``: pass 1's answer when the driver
+    found it itself (:func:`parity.recurring.scan`), else tasks find it."""
+    if cands is None:
+        cands = recurring.candidates(client.gather(
+            [client.submit(hashes_task, corpus, g, pure=False) for g in groups]))
     rows = client.gather([client.submit(candidates_task, corpus, g, cands, pure=False)
                           for g in groups])
     index = recurring.RecurringIndex(cands)
@@ -157,12 +178,23 @@ class DaskShadow:
         corpus = str(Path(self.opts.corpus).resolve())
         groups = run.corpus.row_groups()
         own = client is None
-        client = client or self._client()
+        need_prime = any(f.chain_state for f in run.functions)
+        # a local cluster shares this machine and takes seconds to start, this process
+        # idle meanwhile: pass 1 runs here then (a given cluster runs it as tasks)
+        pass1 = ThreadPoolExecutor(1, thread_name_prefix="parity-scan") \
+            if own and need_prime else None
+        scan = pass1.submit(recurring.scan, run.corpus, groups) if pass1 is not None else None
         try:
-            need_prime = any(f.chain_state for f in run.functions)
-            primes = prime_sets(client, corpus, groups) if need_prime else \
-                [np.zeros((0, 32), np.uint8)] * len(groups)
+            client = client or self._client()
+        finally:
+            if pass1 is not None:
+                pass1.shutdown(wait=False)  # its one task still runs: no thread is left idle
+        try:
             opts = self._options(self.opts.mode)
+            client.run(prepare_worker, opts)
+            primes = prime_sets(client, corpus, groups,
+                                scan.result() if scan is not None else None) if need_prime \
+                else [np.zeros((0, 32), np.uint8)] * len(groups)
             futures = {client.submit(shard_task, opts, i, groups, primes[i],
                                      pure=False, retries=3): i for i in range(len(groups))}
             results: dict[int, dict] = {}

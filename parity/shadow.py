@@ -134,8 +134,9 @@ class ShadowRun:
         self.legacy, self.refactored = Side("legacy", None), Side("refactored", None)
         try:  # a refusal stops the exec: twins already started
             self._load(legacy, refactored)
-            if load_kernels and opts.mode.runs_refactored:  # while the first shard is read
-                preload(self.refactored.twin)
+            #: the thread loading the refactored twin's kernels, if any
+            self.preloading = preload(self.refactored.twin) \
+                if load_kernels and opts.mode.runs_refactored else None  # while reading
             run_dir = opts.run_dir or f".parity-run/{self.corpus.path.resolve().name}"
             # the default location is parity's own: an earlier run there is replaced
             self.run = RunDir(Path(run_dir), force=opts.force or opts.run_dir is None)

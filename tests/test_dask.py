@@ -199,3 +199,70 @@ def test_cli_dask_engine(tmp_path, capsys):
     replays = int((read_truth(corpus) & C.COMMITMENT_REPLAY != 0).sum())
     assert samples[("epoch_replay_detected_total", None)] == replays > 0
     assert main(["shadow", str(corpus), "--scheduler", "tcp://127.0.0.1:1"]) == 2
+
+
+def test_a_prepared_worker_runs_its_first_shard_with_every_kernel_loaded(corpus, tmp_path):
+    """``prepare_worker`` loads the twins and kernels on a fresh worker before any task:
+    its first shard task then loads or compiles nothing more."""
+    import sys
+    import time
+
+    from distributed import Client, LocalCluster
+
+    from kernels.jit import _precompile
+    from parity.distributed import DaskShadow, prepare_worker, shard_task
+    if _precompile.cold():  # a fresh clone: what the first run does, once
+        _precompile.precompile(lambda *a: None)
+    engine = DaskShadow(ShadowOptions(corpus=str(corpus), run_dir=str(tmp_path / "d"),
+                                      quiet=True))
+    opts = engine._options(Mode.SHADOW)
+    engine.run.close()
+
+    def loaded() -> dict:
+        from numba.core.registry import CPUDispatcher
+
+        from kernels.jit import _blake3, _replay, header, merkle, reveal, validate
+        return {f"{m.__name__}.{n}": len(o.signatures)
+                for m in (_blake3, _replay, header, merkle, reveal, validate)
+                for n, o in vars(m).items() if isinstance(o, CPUDispatcher)}
+
+    def preparing() -> bool:
+        import threading
+        return any(t.name == "parity-prepare" for t in threading.enumerate())
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                      host="127.0.0.1", silence_logs=50) as cluster, Client(cluster) as c:
+        assert list(c.run(lambda: "kernels.jit" in sys.modules).values()) == [False]
+        c.run(prepare_worker, opts)
+        deadline = time.monotonic() + 120
+        while any(c.run(preparing).values()):
+            assert time.monotonic() < deadline, "the worker is still preparing"
+            time.sleep(0.1)
+        (before,) = c.run(loaded).values()
+        groups = open_corpus(corpus, verify=False).row_groups()
+        out = c.submit(shard_task, opts, 0, groups, np.zeros((0, 32), np.uint8),
+                       pure=False).result()
+        (after,) = c.run(loaded).values()
+    assert out["outcome"].blocks == groups[0].rows
+    for kernel in ("_blake3.hash_rows_into", "merkle._merkle_roots", "validate._statuses"):
+        assert before[f"kernels.jit.{kernel}"] >= 1, before
+    assert after == before, "the first shard task loaded or compiled a kernel itself"
+
+
+def test_own_local_cluster_runs_pass_one_at_the_driver(corpus, tmp_path, client, monkeypatch):
+    """The engine's own local cluster: pass 1 runs in the driver while the cluster
+    starts; a given cluster runs it as tasks. Both answer as the single process."""
+    import parity.distributed as D
+    calls = []
+    real = D.recurring.scan
+    monkeypatch.setattr(D.recurring, "scan", lambda *a: calls.append(1) or real(*a))
+    _set_env(client, BROKEN_TWIN="")
+    single = _single(corpus, tmp_path)
+    given = _dask(corpus, tmp_path, client)
+    assert calls == []
+    _same(single, given, tmp_path)
+    opts = ShadowOptions(corpus=str(corpus), run_dir=str(tmp_path / "own"), quiet=True,
+                         results=str(tmp_path / "dask.parquet"), force=True)
+    own = D.DaskShadow(opts, workers=1).execute()
+    assert calls == [1]
+    _same(single, own, tmp_path)
