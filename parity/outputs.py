@@ -53,13 +53,11 @@ def refuse_dangerous(path: Path, what: str) -> Path:
     return resolved
 
 
-def _where(option: str, given: str | Path) -> Path:
+def _where(given: str | Path) -> Path:
     """``given`` as the file system will see it: symbolic links followed (a path that
-    does not exist yet resolves through its parent)."""
-    try:
-        return Path(given).expanduser().resolve()
-    except (OSError, RuntimeError) as exc:  # a symbolic link loop
-        raise ParityError(f"{option} {given}: cannot resolve the path ({exc})") from None
+    does not exist yet resolves through its parent; a link loop is left as it is, for
+    the write to report)."""
+    return Path(os.path.realpath(Path(given).expanduser()))
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -75,7 +73,7 @@ def refuse_overlaps(outputs: Sequence[tuple[str, str | Path | None]]) -> None:
     written (``./r.json``, ``r.json``, a symbolic link to it), or one inside another (a
     file inside the run directory): one would overwrite or block the other after the
     run. Called before any work; writes nothing."""
-    given = [(opt, path, _where(opt, path)) for opt, path in outputs if path is not None]
+    given = [(opt, path, _where(path)) for opt, path in outputs if path is not None]
     for (opt_a, path_a, a), (opt_b, path_b, b) in itertools.permutations(given, 2):
         if a == b or _same_file(a, b):
             raise ParityError(f"{opt_a} {path_a} and {opt_b} {path_b} are the same path "
