@@ -9,6 +9,8 @@ Rules, for every command that takes an output path:
   refused unless it carries the marker and ``--force`` was given. ``--force`` then
   removes only the entries parity writes there (names it knows); anything else in
   the directory is left alone and makes the command refuse.
+- The outputs of one command are distinct paths, none inside another (compared with
+  symbolic links followed): refused before any work otherwise.
 - A file is replaced only when it carries parity's signature for its kind and
   ``--force`` was given. New files are linked into place (never clobbering a file
   that appeared meanwhile); every write goes through a unique temporary file in
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import itertools
 import json
 import os
 import tempfile
@@ -48,6 +51,36 @@ def refuse_dangerous(path: Path, what: str) -> Path:
             raise ParityError(f"{what} {path}: refusing to use {resolved} as an output "
                               f"directory (it is or contains {p})")
     return resolved
+
+
+def _where(given: str | Path) -> Path:
+    """``given`` as the file system will see it: symbolic links followed (a path that
+    does not exist yet resolves through its parent; a link loop is left as it is, for
+    the write to report)."""
+    return Path(os.path.realpath(Path(given).expanduser()))
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Two existing paths naming one file (a hard link)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # either does not exist (yet)
+        return False
+
+
+def refuse_overlaps(outputs: Sequence[tuple[str, str | Path | None]]) -> None:
+    """Refuse outputs (option, path; ``None``: not given) that are one path, however
+    written (``./r.json``, ``r.json``, a symbolic link to it), or one inside another (a
+    file inside the run directory): one would overwrite or block the other after the
+    run. Called before any work; writes nothing."""
+    given = [(opt, path, _where(path)) for opt, path in outputs if path is not None]
+    for (opt_a, path_a, a), (opt_b, path_b, b) in itertools.permutations(given, 2):
+        if a == b or _same_file(a, b):
+            raise ParityError(f"{opt_a} {path_a} and {opt_b} {path_b} are the same path "
+                              f"({a}): give each output its own path")
+        if b in a.parents:
+            raise ParityError(f"{opt_a} {path_a} is inside {opt_b} {path_b} ({b}): give "
+                              "each output its own path")
 
 
 def usual_mode(path: Path) -> None:

@@ -112,10 +112,17 @@ class RunDir:
             return f.tell()
 
     def write_part(self, index: int, table: pa.Table) -> None:
+        """Shard ``index``'s results; a failed write (a full disk, a read-only directory)
+        is a one-line error naming the part (the checkpoint stays at the shard before)."""
         def write(tmp: Path) -> None:
             with pa.OSFile(str(tmp), "wb") as f, ipc.new_file(f, RESULTS_SCHEMA) as w:
                 w.write_table(table)
-        atomic_write(self.parts / f"part-{index:06d}.arrow", write)
+        path = self.parts / f"part-{index:06d}.arrow"
+        try:
+            atomic_write(path, write)
+        except OSError as exc:  # Arrow's own message wraps the system's: say just that
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise ParityError(f"cannot write results part {path}: {reason}") from exc
 
     def read_part(self, index: int) -> pa.Table:
         """Shard ``index``'s results (a Parquet part, from a run an earlier parity began)."""

@@ -120,6 +120,11 @@ def replay_command(opts: ShadowOptions) -> str:
     return cmd
 
 
+def default_run_dir(corpus: str | Path) -> str:
+    """The run directory when ``--run-dir`` is not given: parity's own, per corpus."""
+    return f".parity-run/{Path(corpus).resolve().name}"
+
+
 class ShadowRun:
     """The local engine; also the place a run's corpus, twins and metrics live."""
 
@@ -137,7 +142,7 @@ class ShadowRun:
             #: the thread loading the refactored twin's kernels, if any
             self.preloading = preload(self.refactored.twin) \
                 if load_kernels and opts.mode.runs_refactored else None  # while reading
-            run_dir = opts.run_dir or f".parity-run/{self.corpus.path.resolve().name}"
+            run_dir = opts.run_dir or default_run_dir(self.corpus.path)
             # the default location is parity's own: an earlier run there is replaced
             self.run = RunDir(Path(run_dir), force=opts.force or opts.run_dir is None)
             self.run.check(opts.resume)  # refuse a foreign output before any work

@@ -9,7 +9,9 @@ the run completes; a run that fails removes only that temporary file, and the ru
 directory records it (``staged.txt``) so the next run there removes one a SIGKILL left.
 
 A failed write stops the run at the next shard handed over (or at :meth:`finish`); an
-error or Ctrl-C in the caller first lets the shards already handed over be written.
+error or Ctrl-C in the caller first lets the shards already handed over be written. A
+results part that cannot be written (a full disk) is an error naming it (exit 2); the
+checkpoint then names the shard before it, where ``--resume`` continues.
 """
 from __future__ import annotations
 

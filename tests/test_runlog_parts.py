@@ -1,9 +1,13 @@
 """Results parts of a run directory: Arrow IPC files merged into the ``--results``
 Parquet; a Parquet part left by an earlier parity version still merges."""
+import re
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
+from parity.errors import ParityError
 from parity.outputs import parquet_tagged
 from parity.runlog import RESULTS_SCHEMA, RESULTS_WRITE, RunDir
 
@@ -45,3 +49,14 @@ def test_a_parquet_part_of_an_earlier_version_is_merged(tmp_path):
     out = tmp_path / "r.parquet"
     run.merge_results(out, 2, force=False)
     assert pq.read_table(out).equals(pa.concat_tables([old, new]))
+
+
+def test_a_part_in_a_read_only_directory_is_an_error_naming_it(tmp_path, readonly):
+    run = RunDir(tmp_path / "run")
+    run.start({"id": 1}, resume=False)
+    with readonly(run.parts):
+        with pytest.raises(ParityError) as failed:
+            run.write_part(3, _table(0, 5))
+    assert re.fullmatch(f"cannot write results part {re.escape(str(run.parts))}/part-000003"
+                        r"\.arrow: (Read-only file system|Permission denied)", str(failed.value))
+    assert list(run.parts.iterdir()) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -37,6 +38,34 @@ def _checkpoints(run: RunDir) -> list[int]:
         run.checkpoint({"next_shard": next_shard, "log_bytes": log_bytes})
         seen.append(next_shard)
     return seen, checkpoint
+
+
+@pytest.fixture
+def full_disk(monkeypatch):
+    """``full_disk(*shards)``: writing those shards' results parts (every shard's, when
+    none is named) fails inside RunDir.write_part as on a full disk (OSError 28). Returns
+    an event set at the first failure."""
+    import parity.runlog as runlog
+    real = runlog.atomic_write
+
+    def fail(*shards: int) -> threading.Event:
+        failed = threading.Event()
+        names = {f"part-{i:06d}.arrow" for i in shards}
+
+        def atomic_write(path, write, **kw) -> None:
+            path = Path(path)
+            if path.name.startswith("part-") and (not names or path.name in names):
+                failed.set()
+                raise OSError(28, "No space left on device")
+            real(path, write, **kw)
+        monkeypatch.setattr(runlog, "atomic_write", atomic_write)
+        return failed
+    return fail
+
+
+def _no_space(run: RunDir, shard: int) -> str:
+    """The error of a full disk at ``shard``'s results part."""
+    return f"cannot write results part {run.parts}/part-{shard:06d}.arrow: No space left on device"
 
 
 def test_shards_written_in_order_and_results_streamed(tmp_path):
@@ -85,21 +114,13 @@ def test_an_error_in_the_run_keeps_the_shards_handed_over_and_no_results(tmp_pat
     assert not out.exists() and _leftovers(tmp_path) == []
 
 
-def test_a_failed_write_stops_the_run_at_the_next_shard(tmp_path, monkeypatch):
+def test_a_failed_write_stops_the_run_at_the_next_shard(tmp_path, full_disk):
     run = RunDir(tmp_path / "run")
     run.start({"id": 1}, resume=False)
     seen, checkpoint = _checkpoints(run)
-    real = run.write_part
-    gate = threading.Event()
-
-    def write_part(index: int, table: pa.Table) -> None:
-        if index == 1:
-            gate.set()
-            raise OSError(28, "No space left on device")
-        real(index, table)
-    monkeypatch.setattr(run, "write_part", write_part)
+    gate = full_disk(1)
     out = tmp_path / "r.parquet"
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(ParityError, match=f"^{re.escape(_no_space(run, 1))}$"):
         with ShardWriter(run, str(out), force=False, first=0) as writer:
             writer.shard(0, [], _table(0, 5), checkpoint)
             writer.shard(1, [], _table(5, 5), checkpoint)
@@ -269,16 +290,13 @@ def test_a_results_file_the_user_put_in_place_of_parity_s_during_a_forced_run(tm
     assert pq.read_table(out).num_rows == 3 and _leftovers(tmp_path) == []
 
 
-def test_a_failed_write_of_the_last_shard_removes_the_staged_results(tmp_path, monkeypatch):
+def test_a_failed_write_of_the_last_shard_removes_the_staged_results(tmp_path, full_disk):
     run = RunDir(tmp_path / "run")
     run.start({"id": 1}, resume=False)
     seen, checkpoint = _checkpoints(run)
-
-    def write_part(index: int, table: pa.Table) -> None:
-        raise OSError(28, "No space left on device")
-    monkeypatch.setattr(run, "write_part", write_part)
+    full_disk()
     out = tmp_path / "r.parquet"
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(ParityError, match=f"^{re.escape(_no_space(run, 0))}$"):
         with ShardWriter(run, str(out), force=False, first=0) as writer:
             writer.shard(0, [], _table(0, 5), checkpoint)  # the last: raised at the end
     assert seen == [] and not out.exists()
@@ -347,19 +365,39 @@ def test_without_overlap_each_shard_is_durable_when_handed_over(tmp_path):
             assert json.loads(run.checkpoint_path.read_text())["next_shard"] == i + 1
 
 
-def test_without_overlap_a_failed_write_raises_at_its_own_shard(tmp_path, monkeypatch):
+def test_without_overlap_a_failed_write_raises_at_its_own_shard(tmp_path, full_disk):
     run = RunDir(tmp_path / "run")
     run.start({"id": 1}, resume=False)
     seen, checkpoint = _checkpoints(run)
-
-    def write_part(index: int, table: pa.Table) -> None:
-        raise OSError(28, "No space left on device")
-    monkeypatch.setattr(run, "write_part", write_part)
-    with pytest.raises(OSError, match="No space left"):
+    full_disk()
+    with pytest.raises(ParityError, match=f"^{re.escape(_no_space(run, 0))}$"):
         with ShardWriter(run, None, force=False, first=0, overlap=False) as writer:
             writer.shard(0, [], _table(0, 5), checkpoint)
             raise AssertionError("shard() returned after its write failed")
     assert seen == []
+
+
+@pytest.mark.parametrize("mode", ["shadow", "refactored_only"])  # with and without overlap
+def test_a_full_disk_at_a_results_part_through_the_command(tmp_path, monkeypatch, capsys,
+                                                          full_disk, mode):
+    """Exit 2 with one line naming the part; the checkpoint stays at the last shard written,
+    so --resume completes the run (and --results) from there."""
+    from parity.cli import main
+    run, out = RunDir(tmp_path / "run"), tmp_path / "r.parquet"
+    args = ["shadow", str(SAMPLE), "--quiet", "--mode", mode, "--run-dir", str(run.path),
+            "--results", str(out)]
+    full_disk(2)
+    assert main(args) == 2
+    assert capsys.readouterr().err == f"parity: error: {_no_space(run, 2)}\n"
+    assert json.loads(run.checkpoint_path.read_text())["next_shard"] == 2
+    assert sorted(p.name for p in run.parts.iterdir()) == ["part-000000.arrow",
+                                                           "part-000001.arrow"]
+    assert not out.exists() and _leftovers(tmp_path) == []
+    monkeypatch.undo()  # space again
+    assert main([*args, "--resume"]) == 0
+    served = pq.read_table(out).column("status").to_numpy()
+    truth = pq.read_table(SAMPLE / "ground-truth.parquet").column("status").to_numpy()
+    assert np.array_equal(served, truth)
 
 
 @pytest.mark.parametrize("mode", [1, 3])

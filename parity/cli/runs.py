@@ -20,9 +20,19 @@ TWIN_HELP = ("the {} twin: a module name, a .py file path or exec:COMMAND (a pro
              "twins/PROTOCOL.md) (default {})")
 
 
+AA_RUN_DIR = ".parity-run/aa"  # the A/A run's default --run-dir
+
+
 def _check_outputs(args: argparse.Namespace) -> None:
-    """Refuse foreign outputs and bad URLs before any work."""
+    """Refuse outputs that collide or are foreign, and bad URLs, before any work."""
+    from parity.outputs import refuse_overlaps
     from parity.report import report_output
+    from parity.shadow import default_run_dir
+    refuse_overlaps([
+        ("--run-dir", args.run_dir or (AA_RUN_DIR if args.aa else default_run_dir(args.corpus))),
+        ("--results", args.results), ("--report", args.report), ("--html", args.html),
+        ("--metrics-file", args.metrics_file),
+        ("--shrink-out", args.shrink_out if args.shrink else None)])
     if args.report:
         report_output(args.report).check(args.force)
     if args.html:
@@ -120,7 +130,7 @@ def _aa(args: argparse.Namespace, common: dict) -> int:
     from parity.modes import Mode
     from parity.report import render_table, write_report
     from parity.shadow import ShadowOptions, ShadowRun
-    run_dir = args.run_dir or ".parity-run/aa"
+    run_dir = args.run_dir or AA_RUN_DIR
     reports = {}
     code = 0
     for name, module in (("legacy", args.legacy), ("refactored", args.refactored)):
