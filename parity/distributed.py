@@ -156,10 +156,12 @@ class DaskShadow:
         # the local cluster shares the machine with its own tasks: no dashboard, no
         # sampling profiler in the workers, no work stealing (tasks are as long as one
         # another and queued at the scheduler) and a slower event-loop tick; measured
-        # idle on 2 cores: 4% of a core for driver and workers together instead of 9%
+        # idle on 2 cores: 4% of a core for driver and workers together instead of 9%.
+        # Its HTTP server (health, metrics: there even without a dashboard) takes a free
+        # loopback port: Dask's default, 8787, may be another cluster's (then a warning)
         with dask.config.set(LOCAL_CLUSTER_CONFIG):
             self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1,
-                                         processes=True, dashboard_address=None,
+                                         processes=True, dashboard_address="127.0.0.1:0",
                                          host="127.0.0.1", silence_logs=40)
             return Client(self._cluster)
 

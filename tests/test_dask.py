@@ -179,11 +179,19 @@ def test_killed_worker_changes_nothing(corpus, tmp_path, client):
 
 
 def test_cli_dask_engine(tmp_path, capsys):
+    import socket
+
     from parity.cli import main
     corpus = Path(__file__).resolve().parent.parent / "corpora" / "sample-faults"
-    code = main(["shadow", str(corpus), "--engine", "dask", "--workers", "2", "--quiet",
-                 "--run-dir", str(tmp_path / "r"), "--report", str(tmp_path / "r.json"),
-                 "--metrics-file", str(tmp_path / "m.prom")])
+    with socket.socket() as busy:  # Dask's default HTTP port taken: no warning (an error here)
+        try:
+            busy.bind(("127.0.0.1", 8787))
+            busy.listen()
+        except OSError:
+            pass  # already taken by someone else: the same case
+        code = main(["shadow", str(corpus), "--engine", "dask", "--workers", "2", "--quiet",
+                     "--run-dir", str(tmp_path / "r"), "--report", str(tmp_path / "r.json"),
+                     "--metrics-file", str(tmp_path / "m.prom")])
     assert code == 0
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["engine"]["name"] == "dask"
