@@ -42,6 +42,7 @@ from parity.metrics import Metrics
 from parity.modes import Mode
 from parity.outcomes import Call, Outcome, copies, has_mutable, mutated, run, same_outcome
 from parity.state import ModeState, default_state_path
+from parity.tally import Tally
 
 log = logging.getLogger("parity")
 _monotonic = time.monotonic
@@ -51,34 +52,6 @@ _DUAL = frozenset(m for m in Mode if policy.plan(m, True).compares)  # modes 1 a
 _MATCH_SERVED = {m: policy.decide(m, True, True, False).served for m in Mode}
 TIMING_SAMPLE = 64  #: one call in this many is timed (the histograms); counts are exact
 TICK = 0.1  #: seconds between the ticker's looks at which controllers are due housekeeping
-SIDES = ("legacy", "refactored")
-
-
-def _value(counter: itertools.count) -> int:
-    return int(counter.__reduce__()[1][0])
-
-
-class Tally:
-    """One experiment's exact counts, stepped without locks and drained into metrics."""
-
-    def __init__(self) -> None:
-        self.calls = itertools.count()  # dual-mode calls (picks the timed ones)
-        self.served = {(m, s): itertools.count() for m in Mode for s in SIDES}
-        self.compared = itertools.count()
-        self.mismatched = itertools.count()
-        self._taken: dict[object, int] = {}
-        self._lock = threading.Lock()
-
-    def drain(self) -> tuple[dict[tuple[Mode, str], int], int, int]:
-        """(served deltas, compared delta, mismatched delta) since the last drain."""
-        with self._lock:
-            def delta(key: object, counter: itertools.count) -> int:
-                v = _value(counter)
-                d = v - self._taken.get(key, 0)
-                self._taken[key] = v
-                return d
-            served = {k: d for k, c in self.served.items() if (d := delta(k, c))}
-            return served, delta("c", self.compared), delta("m", self.mismatched)
 
 
 class Controller:
@@ -263,15 +236,28 @@ class Experiment:
         self._two: Mode | None = None  # modes 1 and 2 between housekeepings: the mode
         controller.metrics.add_function(name)
         controller._experiments[id(self)] = self
+        self.call = self.entry()
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        one = self._one  # modes 0 and 3 with housekeeping not due: one side, as it is
-        if one is not None and next(one[0]) % TIMING_SAMPLE:
-            return one[1](*args, **kwargs) if kwargs else one[1](*args)  # no empty dict
-        two = self._two  # modes 1 and 2 with housekeeping not due: the mode
-        if two is not None:
-            return self._dual(two, args, kwargs)
-        return self._call(one, args, kwargs)
+        return self.call(*args, **kwargs)
+
+    def entry(self) -> Callable[..., Any]:
+        """The callable :func:`experiment` hands out: a plain function over this object
+        (an instance's Python-level ``__call__`` costs about as much again as the fast
+        path's own work). Its ``experiment`` attribute is this object."""
+        exp = self
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            one = exp._one  # modes 0 and 3 with housekeeping not due: one side, as it is
+            if one is not None and next(one[0]) % TIMING_SAMPLE:
+                return one[1](*args, **kwargs) if kwargs else one[1](*args)  # no empty dict
+            two = exp._two  # modes 1 and 2 with housekeeping not due: the mode
+            if two is not None:
+                return exp._dual(two, args, kwargs)
+            return exp._call(one, args, kwargs)
+        call.__name__ = call.__qualname__ = self.name
+        call.experiment = self  # type: ignore[attr-defined]
+        return call
 
     def _call(self, one: tuple | None, args: tuple, kwargs: dict) -> Any:
         """Every call the fast path does not finish: ``one`` is set for a timed call of
@@ -414,7 +400,7 @@ def default_controller() -> Controller:
 
 def experiment(name: str, *, legacy: Callable, refactored: Callable,
                controller: Controller | None = None, comparator: Comparator = values_equal,
-               sample: float | None = None) -> Experiment:
+               sample: float | None = None) -> Callable[..., Any]:
     """Wrap two implementations of ``name``; see the module docstring."""
     return Experiment(name, legacy, refactored, controller or default_controller(), comparator,
-                      sample)
+                      sample).call

@@ -227,8 +227,8 @@ def test_a_rollback_by_another_process_reaches_the_fast_path(tmp_path, mode):
     for _ in range(3 * TIMING_SAMPLE):  # timed calls among them
         assert f(b"x") == b"v"
         calls += 1
-    assert (f._one is not None) == (mode == Mode.REFACTORED_ONLY)  # the fast paths are on
-    assert (f._two is not None) == (mode == Mode.REFACTORED_PRIMARY)
+    assert (f.experiment._one is not None) == (mode == Mode.REFACTORED_ONLY)  # the fast paths are on
+    assert (f.experiment._two is not None) == (mode == Mode.REFACTORED_PRIMARY)
     ModeState(tmp_path / "state.db").demote("rolled back elsewhere")
     t0 = time.monotonic()
     while c.serving != Mode.SHADOW and time.monotonic() - t0 < 10.0:
@@ -237,7 +237,7 @@ def test_a_rollback_by_another_process_reaches_the_fast_path(tmp_path, mode):
         time.sleep(0.002)
     assert c.serving == Mode.SHADOW
     assert time.monotonic() - t0 < c.state.refresh_every + 1.0  # a second and a tick
-    assert f._two == Mode.SHADOW and f._one is None
+    assert f.experiment._two == Mode.SHADOW and f.experiment._one is None
     c.drain()
     served = {(m, s): counter(c, "codec_mode_requests_total", mode=m.label, served=s) or 0
               for m in Mode for s in ("legacy", "refactored")}
@@ -249,7 +249,7 @@ def test_the_fast_path_is_off_when_the_state_is_read_at_every_call(tmp_path):
     s = ModeState(tmp_path / "state.db", initial=Mode.REFACTORED_ONLY, refresh_every=0.0)
     f = experiment("f", legacy=lambda x: b"l", refactored=lambda x: b"r",
                    controller=Controller(s))
-    assert f(b"x") == b"r" and f._one is None and f._two is None
+    assert f(b"x") == b"r" and f.experiment._one is None and f.experiment._two is None
     ModeState(tmp_path / "state.db").demote("rolled back elsewhere")
     assert f(b"x") == b"l"  # the very next call
 
@@ -258,14 +258,14 @@ def test_the_ticker_expires_the_fast_path(tmp_path):
     c = Controller(ModeState(tmp_path / "state.db", initial=Mode.LEGACY_ONLY))
     f = experiment("f", legacy=lambda x: b"l", refactored=lambda x: b"r", controller=c)
     f(b"x")
-    assert f._one is not None
+    assert f.experiment._one is not None
     c._due = 0.0  # housekeeping is due now: the ticker notices within a tick
     deadline = time.monotonic() + 5.0
-    while f._one is not None and time.monotonic() < deadline:
+    while f.experiment._one is not None and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert f._one is None
+    assert f.experiment._one is None
     f(b"x")  # housekeeping, then the fast path again
-    assert f._one is not None and c._due > time.monotonic()
+    assert f.experiment._one is not None and c._due > time.monotonic()
 
 
 def test_a_forked_child_still_picks_up_rollbacks(tmp_path):
@@ -298,3 +298,17 @@ def test_the_ticker_survives_collections_changing_under_it(monkeypatch):
             raise RuntimeError("Set changed size during iteration")
     monkeypatch.setattr(percall, "_LIVE", Changing())
     percall._tick_once(time.monotonic())  # no exception: the ticker thread goes on
+
+
+def test_experiment_hands_out_a_plain_function_over_its_experiment():
+    """A plain function (an instance's Python __call__ costs as much again as the fast
+    path); the object behind it stays reachable and callable."""
+    import types
+
+    from parity.percall import Experiment
+    c = Controller(ModeState(None, initial=Mode.REFACTORED_ONLY))
+    f = experiment("header_hash", legacy=lambda h: b"l", refactored=lambda h: b"r", controller=c)
+    assert isinstance(f, types.FunctionType) and f.__name__ == "header_hash"
+    assert isinstance(f.experiment, Experiment) and f.experiment.call is f
+    assert f(b"x") == b"r" and f.experiment(b"x") == b"r"
+    assert sum(1 for _ in range(3) if f(b"x") == b"r") == 3
