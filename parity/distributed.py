@@ -61,11 +61,16 @@ def candidates_task(corpus_path: str, g: RowGroup, cands: np.ndarray) -> np.ndar
 def shard_task(opts: dict, index: int, groups: list[RowGroup], prime: np.ndarray
                ) -> dict[str, Any]:
     """Pass 2: shard ``index`` through the shard step, in the run's mode."""
+    with _worker_run(opts) as run:  # exec: twins: a process per task
+        return _shard_step(run, run.opts, index, groups, prime)
+
+
+def _worker_run(opts: dict) -> ShadowRun:
+    """The run's twins on a worker (the corpus verified at the driver), numba on one
+    thread: one per Dask worker thread."""
     import numba
-    numba.set_num_threads(1)  # one thread per Dask worker thread
-    options = ShadowOptions(**opts)
-    with ShadowRun(options, verify=False) as run:  # exec: twins: a process per task
-        return _shard_step(run, options, index, groups, prime)
+    numba.set_num_threads(1)
+    return ShadowRun(ShadowOptions(**opts), verify=False)
 
 
 def _shard_step(run: ShadowRun, options: ShadowOptions, index: int, groups: list[RowGroup],
@@ -96,10 +101,8 @@ def prepare_worker(opts: dict) -> None:
     shard task does not wait for them. Its errors are left to that task, which meets and
     reports them."""
     def prepare() -> None:
-        import numba
-        numba.set_num_threads(1)
         try:
-            with ShadowRun(ShadowOptions(**opts), verify=False) as run:
+            with _worker_run(opts) as run:
                 if run.preloading is not None:
                     run.preloading.join()
         except Exception:  # the shard task meets the same error and reports it

@@ -245,16 +245,14 @@ class Experiment:
         """The callable :func:`experiment` hands out: a plain function over this object
         (an instance's Python-level ``__call__`` costs about as much again as the fast
         path's own work). Its ``experiment`` attribute is this object."""
-        exp = self
-
         def call(*args: Any, **kwargs: Any) -> Any:
-            one = exp._one  # modes 0 and 3 with housekeeping not due: one side, as it is
+            one = self._one  # modes 0 and 3 with housekeeping not due: one side, as it is
             if one is not None and next(one[0]) % TIMING_SAMPLE:
                 return one[1](*args, **kwargs) if kwargs else one[1](*args)  # no empty dict
-            two = exp._two  # modes 1 and 2 with housekeeping not due: the mode
+            two = self._two  # modes 1 and 2 with housekeeping not due: the mode
             if two is not None:
-                return exp._dual(two, args, kwargs)
-            return exp._call(one, args, kwargs)
+                return self._dual(two, args, kwargs)
+            return self._call(one, args, kwargs)
         call.__name__ = call.__qualname__ = self.name
         call.experiment = self  # type: ignore[attr-defined]
         return call
