@@ -38,11 +38,12 @@ _ROOT = Path(__file__).resolve().parents[2]  # the directory holding the kernels
 def _hashes() -> Iterator[str]:
     """BLAKE3 and what the public header and merkle functions compile, with the argument
     kinds those functions pass."""
-    from kernels.jit._blake3 import hash_rows_into
+    from kernels.jit._blake3 import _group_by_length, hash_rows_into
     from kernels.jit.header import _hash_one
     from kernels.jit.merkle import _merkle_roots
     rows = np.zeros((2, HEADER_SIZE), dtype=np.uint8)
     hash_rows_into(rows, np.empty((2, HASH_SIZE), dtype=np.uint8), True)
+    _group_by_length(np.zeros(2, dtype=np.int64))  # merkle and the reveal hashes both call it
     yield CORE_STEP
     ids = np.zeros((3, HASH_SIZE), dtype=np.uint8)
     _merkle_roots(ids, np.array([0, 3], dtype=np.int64), np.empty((1, HASH_SIZE), np.uint8), True)
