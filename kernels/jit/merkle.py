@@ -19,9 +19,17 @@ from numba import njit, prange
 from kernels import checks, config
 from kernels.config import JIT_OPTIONS, LANES, PARALLEL_OPTIONS
 from kernels.constants import HASH_SIZE
-from kernels.jit._blake3 import (CHUNK_END, CHUNK_START, ROOT, _compress_lanes,
-                                   _group_by_length, _parent_into, _set_iv, hash_rows_into,
-                                   hash_words_into)
+from kernels.jit._blake3 import (
+    CHUNK_END,
+    CHUNK_START,
+    ROOT,
+    _compress_lanes,
+    _group_by_length,
+    _parent_into,
+    _set_iv,
+    hash_rows_into,
+    hash_words_into,
+)
 from kernels.jit._selftest import ensure_ready
 
 __all__ = ["merkle_root", "merkle_roots", "merkle_tree"]
