@@ -94,8 +94,9 @@ def _cpu_bound(copies: int, loops: int) -> list[float]:
 def pair_throughput(rounds: int = 5, loops: int = 8) -> dict:
     """What two processes get from this machine: one CPU-bound process alone, then two
     copies at once (alternating, ``rounds`` times); the throughput of the pair against
-    one alone, ``2 * alone / slower of the pair``, is the most 2 Dask workers can gain
-    over 1 process here whatever the engine does (shared cores, caches, a neighbour)."""
+    one alone, ``2 * alone / slower of the pair``, bounds what 2 Dask workers can gain
+    over 1 process whatever the engine does (shared cores, caches, a neighbour) while
+    the machine stays as it was: on a shared host it moves from minute to minute."""
     _cpu_bound(1, 1)  # warm-up: imports and the corpus in the page cache
     ratios, alone, pair = [], [], []
     for _ in range(rounds):
@@ -173,9 +174,9 @@ def describe(r: dict) -> str:
             f"{r['driver_peak_rss_mib']:.0f} MiB (one process: {r['single_peak_rss_mib']:.0f})")
     pair = r.get("pair_throughput")
     if pair:
-        text += (f"; this machine runs two copies of one CPU-bound process at "
-                 f"{pair['ratio']:.2f}x one copy (median of {pair['rounds']}), the most two "
-                 f"workers can gain here: Dask reaches {r['speedup'] / pair['ratio']:.0%} of it")
+        text += (f"; two copies of one CPU-bound process at once ran at {pair['ratio']:.2f}x "
+                 f"one copy alone (median of {pair['rounds']}, just before the pairs: what two "
+                 f"processes got from this machine then)")
     return text
 
 
