@@ -24,8 +24,13 @@ def _batch(sizes: list[int], seed: int) -> tuple[np.ndarray, np.ndarray]:
 def _paths(sizes: list[int]) -> tuple[set[int], set[int]]:
     """The id counts the lane path takes and those left to the level path."""
     count = np.asarray(sizes, dtype=np.int64)
-    tasks, rest = merkle._plan_lanes(count, np.argsort(count, kind="stable"))
+    tasks, rest = merkle._plan_lanes(count, *merkle._group_by_length(count))
     return {int(k) for k in tasks[:, 2]}, {int(count[b]) for b in rest}
+
+
+def _same(n: int, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``_plan_lanes``' arguments for ``n`` blocks of ``k`` ids each: one run."""
+    return np.full(n, k, np.int64), np.arange(n), np.array([0, n], np.int64)
 
 
 def _check(sizes: list[int], seed: int = 1) -> None:
@@ -57,12 +62,12 @@ def test_short_runs_take_the_level_path_beside_the_lanes():
 @pytest.mark.parametrize("k", [1, 2, 3, 7, 64, 65, 1025])
 def test_runs_longer_than_a_task_and_partial_lane_groups(k):
     """A run of one count cut into several tasks, the last lane group partly filled."""
-    probe, _ = merkle._plan_lanes(np.full(100_000, k, np.int64), np.arange(100_000))
+    probe, _ = merkle._plan_lanes(*_same(100_000, k))
     step = int(probe[0, 1] - probe[0, 0])  # blocks per task: whole lane groups
     assert step % config.LANES == 0 and step * k >= merkle.TASK_LEAVES // 2
     n = 2 * step + config.LANES + 3
     assert n * k < 3_000_000
-    tasks, _ = merkle._plan_lanes(np.full(n, k, np.int64), np.arange(n))
+    tasks, _ = merkle._plan_lanes(*_same(n, k))
     assert len(tasks) >= 3 and tasks[-1, 1] == n and (n - tasks[-1, 0]) % config.LANES == 3
     _check([k] * n, seed=k)
 

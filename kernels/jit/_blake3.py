@@ -307,25 +307,34 @@ def _var_parallel(words, sorted_starts, lengths, order, tasks, out_words):
 @njit(**JIT_OPTIONS)
 def _group_by_length(lengths):
     """A permutation that puts equal lengths together (counting sort when the lengths
-    span a small range, else a general sort)."""
+    span a small range, else a general sort), and where each run of one length starts
+    in it: ``order[runs[r]:runs[r + 1]]`` all have one length."""
     count = lengths.shape[0]
     if count == 0:
-        return np.empty(0, dtype=np.int64)
+        return np.empty(0, dtype=np.int64), np.zeros(1, dtype=np.int64)
     lo = lengths.min()
     span = lengths.max() - lo + 1
     if span > 4 * count + 65536:
-        return np.argsort(lengths)
-    first = np.zeros(span + 1, dtype=np.int64)
+        order = np.argsort(lengths)
+    else:
+        first = np.zeros(span + 1, dtype=np.int64)
+        for i in range(count):
+            first[lengths[i] - lo + 1] += 1
+        for v in range(span):
+            first[v + 1] += first[v]
+        order = np.empty(count, dtype=np.int64)
+        for i in range(count):
+            v = lengths[i] - lo
+            order[first[v]] = i
+            first[v] += 1
+    runs = np.empty(count + 1, dtype=np.int64)
+    nruns = 0
     for i in range(count):
-        first[lengths[i] - lo + 1] += 1
-    for v in range(span):
-        first[v + 1] += first[v]
-    order = np.empty(count, dtype=np.int64)
-    for i in range(count):
-        v = lengths[i] - lo
-        order[first[v]] = i
-        first[v] += 1
-    return order
+        if i == 0 or lengths[order[i]] != lengths[order[i - 1]]:
+            runs[nruns] = i
+            nruns += 1
+    runs[nruns] = count
+    return order, runs[:nruns + 1]
 
 
 @njit(**JIT_OPTIONS)
@@ -334,29 +343,18 @@ def hash_var_into(words, starts, lengths, out, parallel):
     zero padded to a whole word) into ``out[R, 32]``: equal lengths share lanes, and
     runs of equal length, cut into tasks, share the threads in one parallel region."""
     count = starts.shape[0]
-    order = _group_by_length(lengths)
+    order, runs = _group_by_length(lengths)
     sorted_starts = starts[order]
     out_words = out.reshape(count * 32).view(np.uint32)
     chunk = GROUPS_PER_TASK * LANES
-    tasks = np.empty((count // LANES + 2 * count // chunk + 2, 2), dtype=np.int64)
+    # a run of m inputs is cut into ceil(m / chunk) tasks: at most count // chunk + runs
+    tasks = np.empty((count // chunk + runs.shape[0], 2), dtype=np.int64)
     ntasks = 0
-    i = 0
-    while i < count:
-        n = lengths[order[i]]
-        j = i
-        while j < count and lengths[order[j]] == n:
-            j += 1
-        k = i
-        while k < j:
-            if ntasks == tasks.shape[0]:
-                grown = np.empty((2 * tasks.shape[0], 2), dtype=np.int64)
-                grown[:ntasks] = tasks[:ntasks]
-                tasks = grown
+    for r in range(runs.shape[0] - 1):
+        for k in range(runs[r], runs[r + 1], chunk):
             tasks[ntasks, 0] = k
-            tasks[ntasks, 1] = min(j, k + chunk)
+            tasks[ntasks, 1] = min(runs[r + 1], k + chunk)
             ntasks += 1
-            k += chunk
-        i = j
     if parallel and count >= PARALLEL_MIN_ROWS:
         _var_parallel(words, sorted_starts, lengths, order, tasks[:ntasks], out_words)
     else:

@@ -160,19 +160,17 @@ def _lane_parallel(words, offsets, order, tasks, out_words):
 
 
 @njit(**JIT_OPTIONS)
-def _plan_lanes(count, order):
-    """Tasks ``(first, end, k)`` over ``order`` for runs of at least ``MIN_SHARED`` blocks
-    with the same ``k >= 1``, and the blocks left for the level path."""
+def _plan_lanes(count, order, runs):
+    """Tasks ``(first, end, k)`` over ``order`` for runs (``_group_by_length``) of at
+    least ``MIN_SHARED`` blocks with the same ``k >= 1``, and the blocks left for the
+    level path."""
     n = count.shape[0]
     tasks = np.empty((n, 3), dtype=np.int64)
     rest = np.empty(n, dtype=np.int64)
     ntasks = nrest = 0
-    i = 0
-    while i < n:
+    for r in range(runs.shape[0] - 1):
+        i, j = runs[r], runs[r + 1]
         k = count[order[i]]
-        j = i
-        while j < n and count[order[j]] == k:
-            j += 1
         if k > 0 and j - i >= MIN_SHARED:
             step = max(LANES, (TASK_LEAVES // k + LANES - 1) // LANES * LANES)
             for s in range(i, j, step):
@@ -184,7 +182,6 @@ def _plan_lanes(count, order):
             for s in range(i, j):
                 rest[nrest] = order[s]
                 nrest += 1
-        i = j
     return tasks[:ntasks], rest[:nrest]
 
 
@@ -221,8 +218,8 @@ def _merkle_roots(ids, offsets, out, parallel):
     n = offsets.shape[0] - 1
     words = ids.reshape(ids.shape[0] * 32).view(np.uint32)
     count = offsets[1:] - offsets[:-1]
-    order = _group_by_length(count)
-    tasks, rest = _plan_lanes(count, order)
+    order, runs = _group_by_length(count)
+    tasks, rest = _plan_lanes(count, order, runs)
     out[:, :] = 0  # an empty block's root is 32 zero bytes
     out_words = out.reshape(n * 32).view(np.uint32)
     if parallel and tasks.shape[0] > 1:
