@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from kernels.constants import HASH_SIZE
 from parity.corpus import Corpus, open_corpus
 from parity.corpus.reader import release_freed_memory
 from parity.corpus.shard import Shard
@@ -133,15 +134,21 @@ class ShadowRun:
                  load_kernels: bool = True) -> None:
         self.functions = opts.check()
         self.opts = opts
-        self.corpus = open_corpus(opts.corpus, verify=verify)
-        self.m = self.corpus.manifest
         self.metrics = metrics or Metrics()
         self.legacy, self.refactored = Side("legacy", None), Side("refactored", None)
+        # the checksums (blake3 releases the GIL) run on a thread while the twins import
+        opening = ThreadPoolExecutor(1, thread_name_prefix="parity-verify")
+        corpus = opening.submit(open_corpus, opts.corpus, verify=verify)
+        opening.shutdown(wait=False)
         try:  # a refusal stops the exec: twins already started
-            self._load(legacy, refactored)
-            #: the thread loading the refactored twin's kernels, if any
-            self.preloading = preload(self.refactored.twin) \
-                if load_kernels and opts.mode.runs_refactored else None  # while reading
+            try:
+                self._load(legacy, refactored)
+                #: the thread loading the refactored twin's kernels, if any
+                self.preloading = preload(self.refactored.twin) \
+                    if load_kernels and opts.mode.runs_refactored else None  # while reading
+            finally:  # a bad corpus is refused first, even beside a bad twin
+                self.corpus = corpus.result()
+            self.m = self.corpus.manifest
             run_dir = opts.run_dir or default_run_dir(self.corpus.path)
             # the default location is parity's own: an earlier run there is replaced
             self.run = RunDir(Path(run_dir), force=opts.force or opts.run_dir is None)
@@ -209,6 +216,16 @@ class ShadowRun:
         for side in (self.legacy, self.refactored):
             fresh_replay(side, prime)
 
+    def start_first_shard(self, shard: Shard) -> np.ndarray | None:
+        """Shard 0 of a fresh run, started while pass 1 may still run: no block is earlier,
+        so its replay states start empty. Returns its commitments, for the index to walk
+        past (:meth:`RecurringIndex.record`) once pass 1 is done; None: no chain state."""
+        if not any(f.chain_state for f in self.functions):
+            return None
+        for side in (self.legacy, self.refactored):
+            fresh_replay(side, np.zeros((0, HASH_SIZE), dtype=np.uint8))
+        return commitments(shard.headers)
+
     def prime(self, until_block: int, groups: list | None = None) -> None:
         """Bring the started sides to the state just before ``until_block``: the recurring
         index has walked every earlier block, parents are the previous block's header
@@ -257,34 +274,42 @@ class ShadowRun:
         from parity.report import build_report
         t0 = time.perf_counter()
         identity = self.identity()
-        checkpoint = self.run.start(identity, self.opts.resume)
         groups = self.corpus.row_groups()
-        self.start_sides(self.opts.mode)
-        first = 0
-        pool = ThreadPoolExecutor(1, thread_name_prefix="parity-scan")
-        scan: Future | None = None
-        if checkpoint:
-            self.summary = RunSummary.from_json(checkpoint["summary"])
-            first = checkpoint["next_shard"]
         # reading ahead holds a second shard, writing on while the next shard is read holds
         # its results, and keeping freed memory for the next shard saves its page faults
         # (1M blocks, mode 3: 145k page faults -> 53k, median wall 5.46 -> 4.96 s): all three
         # raise the peak RSS and pay only when the legacy twin does not run (mode 3: reading
         # is then a third of the work; with legacy, under 2%)
-        ahead = not self.summary.mode.runs_legacy
+        self.corpus.release_memory = self.summary.mode.runs_legacy  # for pass 1: see below
+        pool = ThreadPoolExecutor(1, thread_name_prefix="parity-scan")
+        # pass 1 on a thread (Arrow and numpy release the GIL) from here on, while the run
+        # directory starts and the warm-up loads the kernels; the index is complete before
+        # the first shard starts. A resumed run primes its index instead (self.prime)
+        scan: Future | None = None if self.opts.resume else pool.submit(self.index, groups)
+        try:
+            checkpoint = self.run.start(identity, self.opts.resume)
+            self.start_sides(self.opts.mode)
+            first = 0
+            if checkpoint:
+                self.summary = RunSummary.from_json(checkpoint["summary"])
+                first = checkpoint["next_shard"]
+                self.prime(groups[first].start if first < len(groups) else self.m.blocks,
+                           groups)
+            else:
+                if scan is None:  # --resume with nothing to resume
+                    scan = pool.submit(self.index, groups)
+                self._checkpoint(0, 0, identity)
+        except BaseException:
+            pool.shutdown(cancel_futures=True)
+            raise
+        ahead = not self.summary.mode.runs_legacy  # a resumed run's mode may have rolled back
         self.corpus.release_memory = not ahead
-        if checkpoint:
-            self.prime(groups[first].start if first < len(groups) else self.m.blocks, groups)
-        else:
-            # pass 1 on a thread (Arrow and numpy release the GIL) while the warm-up loads
-            # the kernels; the index is complete before the first shard starts
-            scan = pool.submit(self.index, groups)
-            self._checkpoint(0, 0, identity)
         self.metrics.set_mode(self.summary.mode)
         with pool, Progress(self.m.blocks, "shadow", quiet=self.opts.quiet) as bar, \
                 ShardWriter(self.run, self.opts.results, self.opts.force, first,
                             overlap=ahead, release=not ahead) as writer:
             bar.advance(sum(g.rows for g in groups[:first]))
+            walk_past: np.ndarray | None = None
             for index, shard in enumerate(self.corpus.read_ahead(groups[first:], ahead), first):
                 g = groups[index]
                 ctx = self.context(self.summary.mode)
@@ -292,10 +317,16 @@ class ShadowRun:
                 ctx.max_records = self.opts.max_records - self.summary.records_logged
                 if not self.summary.warmup:  # scratch chain state: no replay state needed
                     self.summary.warmup = warm_up(shard, ctx, announce=not self.opts.quiet)
-                if scan is not None:
-                    scan.result()
-                    scan = None
-                self.start_shard(shard)
+                if scan is not None and index == 0:
+                    walk_past = self.start_first_shard(shard)  # pass 1 goes on meanwhile
+                else:
+                    if scan is not None:
+                        scan.result()
+                        scan = None
+                        if walk_past is not None and self.recurring is not None:
+                            self.recurring.record(walk_past)
+                        walk_past = None
+                    self.start_shard(shard)
                 out = process_shard(index, shard, ctx)
                 self.summary.add(out)
                 self.metrics.observe_outcome(out)

@@ -192,6 +192,26 @@ def test_flipped_byte(small, capsys):
     _expect_error(capsys, small, "blocks-00001.parquet", "checksum mismatch")
 
 
+def test_bad_corpus_is_refused_first_beside_a_bad_twin(small, tmp_path, capsys):
+    """parity shadow checks the checksums on a thread while the twins import: a corrupt
+    corpus is still the error given, before a twin that cannot load, and no run starts."""
+    f = small / "blocks-00001.parquet"
+    data = bytearray(f.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    f.write_bytes(bytes(data))
+    code, err = _run(capsys, "shadow", str(small), "--refactored", str(tmp_path / "none.py"),
+                     "--run-dir", str(tmp_path / "run"), "--quiet")
+    assert code == 2 and "Traceback" not in err
+    assert "checksum mismatch" in err and "none.py" not in err, err
+    assert not (tmp_path / "run").exists()
+    small_ok = tmp_path / "ok"
+    shutil.copytree(CORPORA / "sample-valid", small_ok)
+    code, err = _run(capsys, "shadow", str(small_ok), "--refactored", str(tmp_path / "none.py"),
+                     "--run-dir", str(tmp_path / "run"), "--quiet")
+    assert code == 2 and "none.py" in err and "Traceback" not in err, err
+    assert not (tmp_path / "run").exists()
+
+
 def _rewrite(small, name, data):
     """Replace a data file and fix its checksum, so the deeper check is the one that fires."""
     from parity.corpus.reader import file_blake3

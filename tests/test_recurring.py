@@ -3,6 +3,7 @@ replays within a shard, across shards, at shard boundaries, a first occurrence i
 shard's last block, the corpus' last block, many repeats, forced hash collisions,
 --resume and parity replay, all equal to one legacy pass over the whole chain."""
 import random
+import threading
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -10,7 +11,7 @@ import pytest
 
 import kernels.legacy as legacy
 from kernels import constants as C
-from parity import recurring
+from parity import recurring, shadow
 from parity.corpus import CorpusWriter
 from parity.corpus.shard import from_blocks
 from parity.modes import Mode
@@ -139,3 +140,24 @@ def test_resume_and_replay_block_use_the_index(corpus, tmp_path):
         assert records == []
         assert outputs["validate"] == {"legacy": int(truth[block]),
                                        "refactored": int(truth[block])}, block
+
+
+def test_first_shard_runs_while_pass_1_does(corpus, tmp_path, monkeypatch):
+    """No block is earlier than shard 0, so it starts with empty replay states while pass 1
+    goes on; the index walks past it afterwards, so blocks 10, 11, 35 and 59 (repeating
+    commitments of shard 0) are still replays."""
+    path, chain = corpus
+    first_done = threading.Event()
+    real = shadow.scan
+
+    def late_scan(corpus, groups):
+        assert first_done.wait(60), "shard 0 waited for pass 1"
+        return real(corpus, groups)
+    monkeypatch.setattr(shadow, "scan", late_scan)
+    for mode in (Mode.SHADOW, Mode.REFACTORED_ONLY):
+        opts = ShadowOptions(corpus=str(path), mode=mode, run_dir=str(tmp_path / "run"),
+                             results=str(tmp_path / "r.parquet"), quiet=True, force=True)
+        first_done.clear()
+        result = ShadowRun(opts).execute(on_shard=lambda run: first_done.set())
+        assert result.exit_code == 0 and result.records == []
+        assert np.array_equal(_statuses(tmp_path), reference(chain))
