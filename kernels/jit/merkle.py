@@ -88,10 +88,17 @@ TASK_LEAVES = 4096
 @njit(**JIT_OPTIONS)
 def _leaf_into(words, offsets, order, g0, nl, i, st):
     """Chaining values of lanes ``0..nl`` <- H(id ``i`` of block ``order[g0 + l]``)."""
-    for w in range(8):
-        base = (8 + w) * LANES
-        for l in range(nl):
-            st[base + l] = words[(offsets[order[g0 + l]] + i) * 8 + w]
+    if nl == LANES:  # unsigned indices, constant lane count: see _blake3._load_block
+        for w in range(8):
+            bw, uw = np.uint64((8 + w) * LANES), np.uint64(i * 8 + w)
+            for l in range(LANES):
+                st[bw + np.uint64(l)] = words[np.uint64(offsets[order[g0 + l]]) * np.uint64(8)
+                                              + uw]
+    else:
+        for w in range(8):
+            base = (8 + w) * LANES
+            for l in range(nl):
+                st[base + l] = words[(offsets[order[g0 + l]] + i) * 8 + w]
     for x in range(16 * LANES, 24 * LANES):
         st[x] = np.uint32(0)
     _set_iv(st, nl)
