@@ -10,7 +10,9 @@ inputs as read-only views (``kernels.jit.reveal._read_only``), as Arrow buffers 
 """
 from __future__ import annotations
 
+import hashlib
 import os
+from pathlib import Path
 from typing import Any
 
 #: Shared hosts: numba's default threading layer here is GNU OpenMP, whose idle workers
@@ -60,4 +62,21 @@ def _prefer_512_bit_vectors() -> None:
         config.CPU_FEATURES = features + ",-prefer-256-bit"
 
 
+def _cache_by_source() -> None:
+    """numba keys a cached kernel on its own source file's timestamp only, so a kernel
+    that inlines code from another file (validation inlines the BLAKE3 core) would load
+    stale machine code after that file changed: an edit or an upgrade would run old
+    consensus code. So the cache lives in a directory named by a digest of every file
+    the kernels are built from; a change to any of them starts a fresh cache (compiled
+    once, with its progress count). Inside ``NUMBA_CACHE_DIR`` when that is given."""
+    root = Path(__file__).resolve().parent
+    digest = hashlib.blake2b(digest_size=8)
+    for path in sorted([*root.glob("*.py"), *(root / "jit").glob("*.py")]):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    config: Any = numba.config
+    base = config.CACHE_DIR or str(root / "__pycache__" / "numba")
+    config.CACHE_DIR = os.path.join(base, f"kernels-{digest.hexdigest()}")
+
+
 _prefer_512_bit_vectors()
+_cache_by_source()

@@ -203,3 +203,29 @@ def test_a_corrupted_cache_index_is_no_traceback_before_the_run(monkeypatch):
         raise pickle.UnpicklingError("invalid load key, '\\xe9'.")
     monkeypatch.setattr(kernel._cache._cache_file, "_load_index", garbage)
     assert _precompile.cold() is False
+
+
+def _cache_dir(root: Path, env: dict) -> str:
+    out = subprocess.run([sys.executable, "-c", "import kernels.config, numba; "
+                          "print(numba.config.CACHE_DIR)"], cwd=root, env=env,
+                         capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def test_a_change_to_any_kernel_source_starts_a_fresh_cache(tmp_path: Path) -> None:
+    """numba checks a cached kernel against its own file only; validation inlines the
+    BLAKE3 core from another file, so the cache directory is named by all sources."""
+    import shutil
+    copy = tmp_path / "src"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "kernels", copy / "kernels",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["PYTHONPATH"] = str(copy)
+    first = _cache_dir(copy, env)
+    assert first.startswith(str(copy / "kernels")) and first == _cache_dir(copy, env)
+    core = copy / "kernels" / "jit" / "_blake3.py"
+    core.write_text(core.read_text() + "\n# a change beside validation's own file\n")
+    second = _cache_dir(copy, env)
+    assert second != first and Path(second).parent == Path(first).parent
+    env["NUMBA_CACHE_DIR"] = str(tmp_path / "given")
+    assert Path(_cache_dir(copy, env)).parent == tmp_path / "given"
