@@ -357,3 +357,42 @@ def test_reading_a_shard_does_not_import_pyarrow_compute(faulty):
     out = subprocess.run([sys.executable, "-c", code, str(faulty)], capture_output=True,
                          text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_headers_of_opens_each_file_once_and_reads_like_read_headers(faulty, monkeypatch):
+    """Pass 1 reads the header column group by group; opening a file once for all its
+    groups (not once per group) gives exactly what read_headers gives."""
+    corpus = open_corpus(faulty)
+    groups = corpus.row_groups()
+    assert len({g.file for g in groups}) > 1 and len(groups) > len({g.file for g in groups})
+    singles = [corpus.read_headers(g) for g in groups]
+    opened = []
+    real = pq.ParquetFile
+
+    def counting(path, *a, **kw):
+        opened.append(Path(path).name)
+        return real(path, *a, **kw)
+    monkeypatch.setattr(pq, "ParquetFile", counting)
+    together = list(corpus.headers_of(groups))
+    assert opened == sorted(set(opened)) == sorted({g.file for g in groups})
+    assert len(together) == len(singles)
+    assert all(np.array_equal(a, b) for a, b in zip(together, singles, strict=True))
+
+
+def test_headers_of_names_an_unreadable_file(small):
+    corpus = open_corpus(small)
+    groups = corpus.row_groups()
+    (small / groups[-1].file).write_bytes(b"PAR1 not parquet")
+    with pytest.raises(CorpusError, match=groups[-1].file):
+        list(corpus.headers_of(groups))
+
+
+@pytest.mark.parametrize("size", [0, 1, 6, 7, 8, 13, 14, 15, 1000])
+def test_file_checksum_over_step_boundaries(tmp_path, monkeypatch, size):
+    from blake3 import blake3
+
+    from parity.corpus import reader
+    monkeypatch.setattr(reader, "CHECKSUM_STEP", 7)
+    data = bytes(i % 251 for i in range(size))
+    (tmp_path / "f").write_bytes(data)
+    assert reader.file_blake3(tmp_path / "f") == blake3(data).hexdigest()

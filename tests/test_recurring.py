@@ -161,3 +161,29 @@ def test_first_shard_runs_while_pass_1_does(corpus, tmp_path, monkeypatch):
         result = ShadowRun(opts).execute(on_shard=lambda run: first_done.set())
         assert result.exit_code == 0 and result.records == []
         assert np.array_equal(_statuses(tmp_path), reference(chain))
+
+
+def _hash32_numpy(commits):
+    """The mixing of recurring.hash32 in plain numpy (what it was before it compiled)."""
+    words = np.ascontiguousarray(commits).view("<u8").reshape(-1, 4)
+    x = np.zeros(words.shape[0], dtype=np.uint64)
+    for j in range(4):
+        x ^= words[:, j] * recurring._M[j]
+        x ^= x >> np.uint64(29)
+    x *= recurring._M[0]
+    return (x >> np.uint64(32)).astype(np.uint32)
+
+
+@pytest.mark.parametrize("rows", [0, 1, 3, 17, 1000])
+def test_hash32_mixes_like_the_numpy_reference(rows):
+    rng = np.random.default_rng(rows)
+    cases = [rng.integers(0, 256, (rows, 32), dtype=np.uint8),
+             np.full((rows, 32), 255, dtype=np.uint8), np.zeros((rows, 32), dtype=np.uint8)]
+    headers = rng.integers(0, 256, (rows, C.HEADER_SIZE), dtype=np.uint8)
+    headers.setflags(write=False)
+    cases.append(headers[:, C.OFF_COMMITMENT_HASH:C.OFF_COMMITMENT_HASH + 32])  # a view
+    for commits in cases:
+        got = recurring.hash32(commits)
+        assert got.dtype == np.uint32 and np.array_equal(got, _hash32_numpy(commits))
+    if rows > 1:
+        assert len(set(recurring.hash32(cases[0]).tolist())) > 1
