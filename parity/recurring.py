@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -39,7 +40,7 @@ def commitments(headers: np.ndarray) -> np.ndarray:
         headers[:, C.OFF_COMMITMENT_HASH:C.OFF_COMMITMENT_HASH + C.HASH_SIZE])
 
 
-def _mix(words, out):  # compiled by _mixer(): numba, no GIL
+def _mix(words: np.ndarray, out: np.ndarray) -> None:  # compiled by _mixer(): no GIL
     for i in range(words.shape[0]):
         x = np.uint64(0)
         for j in range(4):
@@ -48,19 +49,20 @@ def _mix(words, out):  # compiled by _mixer(): numba, no GIL
         out[i] = np.uint32((x * _M[0]) >> np.uint64(32))
 
 
-_MIXER: list = []
+_MIXER: list[Any] = []
 _MIXER_LOCK = threading.Lock()
 
 
-def _mixer():
+def _mixer() -> Any:
     """:func:`_mix` compiled (numba's cache: once), on first use: the harness imports
     numba only when a run keeps chain state."""
     with _MIXER_LOCK:
         if not _MIXER:
-            from numba import njit
+            import numba
 
             from kernels.config import JIT_OPTIONS
-            _MIXER.append(njit(**JIT_OPTIONS)(_mix))
+            compile_: Any = numba.njit
+            _MIXER.append(compile_(**JIT_OPTIONS)(_mix))
         return _MIXER[0]
 
 
