@@ -121,7 +121,7 @@ def prime_sets(client: Any, corpus: str, groups: list[RowGroup],
             [client.submit(hashes_task, corpus, g, pure=False) for g in groups]))
     rows = client.gather([client.submit(candidates_task, corpus, g, cands, pure=False)
                           for g in groups])
-    index = recurring.RecurringIndex(cands)
+    index = recurring.RecurringIndex(cands, compiled=False)  # the driver compiles nothing
     return [index.prime(r) for r in rows]
 
 
@@ -188,7 +188,8 @@ class DaskShadow:
         # idle meanwhile: pass 1 runs here then (a given cluster runs it as tasks)
         pass1 = ThreadPoolExecutor(1, thread_name_prefix="parity-scan") \
             if own and need_prime else None
-        scan = pass1.submit(recurring.scan, run.corpus, groups) if pass1 is not None else None
+        scan = pass1.submit(recurring.scan, run.corpus, groups, False) if pass1 is not None \
+            else None  # numpy hashes: the driver compiles nothing (its peak RSS)
         try:
             client = client or self._client()
         finally:

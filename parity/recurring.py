@@ -66,16 +66,26 @@ def _mixer() -> Any:
         return _MIXER[0]
 
 
-def hash32(commits: np.ndarray) -> np.ndarray:
+def hash32(commits: np.ndarray, compiled: bool = True) -> np.ndarray:
     """A 32-bit hash of each ``uint8[n, 32]`` row, mixing all 32 bytes: ``uint32[n]``.
 
-    One compiled call that releases the GIL: pass 1 runs on a thread beside the kernels'
-    loading (Python holding the GIL), where each of the ~20 numpy operations this was
-    made of waited up to the 5 ms switch interval to take the GIL back (pass 1 over
-    1M blocks: 0.4-0.6 s alone, 2.0 s beside a busy Python thread)."""
+    ``compiled``: one call that releases the GIL. Pass 1 runs on a thread beside the
+    kernels' loading (Python holding the GIL), where each of the ~20 numpy operations of
+    the same mixing waited up to the 5 ms switch interval to take the GIL back (pass 1
+    over 1M blocks: 0.4-0.6 s alone, 2.0 s beside a busy Python thread). Not compiled:
+    the same hashes in numpy, for a process that runs no kernel (the Dask driver, where
+    numba's compiler would add 40-60 MiB to the peak RSS)."""
     words = np.ascontiguousarray(commits).reshape(-1).view("<u8").reshape(-1, 4)
     out = np.empty(words.shape[0], dtype=np.uint32)
-    _mixer()(words, out)
+    if compiled:
+        _mixer()(words, out)
+        return out
+    x = np.zeros(words.shape[0], dtype=np.uint64)
+    for j in range(4):
+        x ^= words[:, j] * _M[j]
+        x ^= x >> np.uint64(29)
+    x *= _M[0]
+    out[:] = x >> np.uint64(32)
     return out
 
 
@@ -91,13 +101,14 @@ def candidates(hashes: Iterable[np.ndarray]) -> np.ndarray:
     return np.unique(twice)
 
 
-def scan(corpus, groups) -> np.ndarray:
-    """Pass 1 over a local corpus' header column: the candidate hashes."""
+def scan(corpus, groups, compiled: bool = True) -> np.ndarray:
+    """Pass 1 over a local corpus' header column: the candidate hashes (``compiled``:
+    see :func:`hash32`)."""
     def hashes() -> Iterator[np.ndarray]:
         for headers in corpus.headers_of(groups):
             commits = commitments(headers)
             del headers
-            yield hash32(commits)
+            yield hash32(commits, compiled)
             del commits
             if corpus.release_memory:
                 release_freed_memory()  # that row group's column is garbage now
@@ -105,10 +116,12 @@ def scan(corpus, groups) -> np.ndarray:
 
 
 class RecurringIndex:
-    """The full commitments of candidate blocks of the shards walked so far."""
+    """The full commitments of candidate blocks of the shards walked so far
+    (``compiled``: see :func:`hash32`)."""
 
-    def __init__(self, candidate_hashes: np.ndarray) -> None:
+    def __init__(self, candidate_hashes: np.ndarray, compiled: bool = True) -> None:
         self.candidates = np.asarray(candidate_hashes, dtype=np.uint32)
+        self.compiled = compiled
         self.seen: set[bytes] = set()
 
     def __len__(self) -> int:
@@ -117,7 +130,7 @@ class RecurringIndex:
     def _candidate_rows(self, commits: np.ndarray) -> list[bytes]:
         if self.candidates.size == 0 or len(commits) == 0:
             return []
-        h = hash32(commits)
+        h = hash32(commits, self.compiled)
         pos = np.searchsorted(self.candidates, h)
         hit = self.candidates[np.minimum(pos, self.candidates.size - 1)] == h
         return [r.tobytes() for r in commits[hit]]

@@ -269,8 +269,13 @@ def test_own_local_cluster_runs_pass_one_at_the_driver(corpus, tmp_path, client,
     given = _dask(corpus, tmp_path, client)
     assert calls == []
     _same(single, given, tmp_path)
+    flags = []  # the driver's hashes: numpy, so that it compiles nothing (its peak RSS)
+    real_hash = D.recurring.hash32
+    monkeypatch.setattr(D.recurring, "hash32",
+                        lambda c, compiled=True: flags.append(compiled) or real_hash(c, compiled))
     opts = ShadowOptions(corpus=str(corpus), run_dir=str(tmp_path / "own"), quiet=True,
                          results=str(tmp_path / "dask.parquet"), force=True)
     own = D.DaskShadow(opts, workers=1).execute()
     assert calls == [1]
+    assert flags and not any(flags)
     _same(single, own, tmp_path)

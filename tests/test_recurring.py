@@ -98,7 +98,7 @@ def test_forced_hash_collisions_change_nothing(corpus, tmp_path, monkeypatch):
     """Every commitment a candidate (one hash for all): still exact, the 32 bytes decide."""
     path, chain = corpus
     monkeypatch.setattr(recurring, "hash32",
-                        lambda c: np.zeros(len(c), dtype=np.uint32))
+                        lambda c, compiled=True: np.zeros(len(c), dtype=np.uint32))
     run, result = _run(tmp_path, path)
     assert result.exit_code == 0
     assert np.array_equal(_statuses(tmp_path), reference(chain))
@@ -183,7 +183,8 @@ def test_hash32_mixes_like_the_numpy_reference(rows):
     headers.setflags(write=False)
     cases.append(headers[:, C.OFF_COMMITMENT_HASH:C.OFF_COMMITMENT_HASH + 32])  # a view
     for commits in cases:
-        got = recurring.hash32(commits)
-        assert got.dtype == np.uint32 and np.array_equal(got, _hash32_numpy(commits))
+        for compiled in (True, False):
+            got = recurring.hash32(commits, compiled)
+            assert got.dtype == np.uint32 and np.array_equal(got, _hash32_numpy(commits))
     if rows > 1:
         assert len(set(recurring.hash32(cases[0]).tolist())) > 1
