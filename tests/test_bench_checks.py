@@ -44,3 +44,18 @@ def test_served_statuses_must_equal_the_truth(tmp_path):
     _check(run, 3, np.array([0, 4, 0], np.uint32), "dask")
     with pytest.raises(RuntimeError, match="differ from the generator's truth"):
         _check(run, 3, np.array([0, 0, 0], np.uint32), "dask")
+
+
+def test_thread_scaling_alternates_rounds_and_takes_medians():
+    import numba
+    import numpy as np
+
+    from bench import measure
+    before = numba.get_num_threads()
+    out = measure.thread_scaling(n_headers=2_000, merkle_blocks=50, chain_blocks=500, rounds=3)
+    assert set(out) == {"header_hash", "merkle_root", "validate"}
+    for v in out.values():
+        assert len(v["scalings"]) == 3 and all(r > 0 for r in v["scalings"])
+        assert v["scaling"] == float(np.median(v["scalings"]))
+        assert v["seconds_1"] > 0 and v["seconds_2"] > 0
+    numba.set_num_threads(before)
