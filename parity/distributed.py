@@ -188,8 +188,8 @@ class DaskShadow:
         # idle meanwhile: pass 1 runs here then (a given cluster runs it as tasks)
         pass1 = ThreadPoolExecutor(1, thread_name_prefix="parity-scan") \
             if own and need_prime else None
-        scan = pass1.submit(recurring.scan, run.corpus, groups, False) if pass1 is not None \
-            else None  # numpy hashes: the driver compiles nothing (its peak RSS)
+        scan = pass1.submit(recurring.scan, run.corpus, groups, compiled=False) \
+            if pass1 is not None else None  # numpy hashes: the driver compiles nothing (RSS)
         try:
             client = client or self._client()
         finally:

@@ -31,7 +31,8 @@ from parity.corpus.reader import release_freed_memory
 
 _M = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9),
       np.uint64(0x94D049BB133111EB), np.uint64(0xD6E8FEB86659FD93))
-_EMPTY = np.zeros((0, C.HASH_SIZE), dtype=np.uint8)
+#: no commitments (``uint8[0, 32]``): what a shard with no earlier recurring one is primed with
+NO_COMMITMENTS = np.zeros((0, C.HASH_SIZE), dtype=np.uint8)
 
 
 def commitments(headers: np.ndarray) -> np.ndarray:
@@ -146,7 +147,7 @@ class RecurringIndex:
         earlier = [r for r in dict.fromkeys(rows) if r in self.seen]
         self.seen.update(rows)
         if not earlier:
-            return _EMPTY
+            return NO_COMMITMENTS
         return np.frombuffer(b"".join(earlier), dtype=np.uint8).reshape(-1, C.HASH_SIZE)
 
 

@@ -27,15 +27,11 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _numba() -> Any:
-    """numba, imported when a report is built: checking ``--report`` before a run must
-    not hold the run's start up (0.15 s) before the corpus checksums begin."""
-    import numba
-    return numba
-
-
 def build_report(summary: RunSummary, records: list[dict], wall: float, log_path: str) -> dict:
     """The JSON report: built from the run's summary and its mismatch records alone."""
+    # imported here, not at the top: checking ``--report`` before a run must not hold the
+    # run's start up (0.15 s) before the corpus checksums begin
+    import numba
     functions: dict[str, dict[str, Any]] = {}
     for fn, s in summary.stats.items():
         functions[fn] = {
@@ -67,8 +63,8 @@ def build_report(summary: RunSummary, records: list[dict], wall: float, log_path
         "timing": {"wall_seconds": wall, "kernel_seconds": summary.kernel_seconds,
                    "harness_seconds": max(0.0, wall - summary.kernel_seconds - warm),
                    "warmup_seconds": summary.warmup, "repeat": summary.repeat},
-        "machine": {"python": platform.python_version(), "numba": _numba().__version__,
-                    "threads": _numba().get_num_threads(), "cpu": cpu_name()},
+        "machine": {"python": platform.python_version(), "numba": numba.__version__,
+                    "threads": numba.get_num_threads(), "cpu": cpu_name()},
         "finished": time.time(),
     }
 

@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from kernels.constants import HASH_SIZE
 from parity.corpus import Corpus, open_corpus
 from parity.corpus.reader import release_freed_memory
 from parity.corpus.shard import Shard
@@ -32,7 +31,7 @@ from parity.modes import Mode
 from parity.proctwin import DEFAULT_TIMEOUT
 from parity.progress import Progress
 from parity.records import from_json
-from parity.recurring import RecurringIndex, commitments, fresh_replay, scan
+from parity.recurring import NO_COMMITMENTS, RecurringIndex, commitments, fresh_replay, scan
 from parity.runlog import RunDir, results_output
 from parity.runview import write_summary
 from parity.shardwriter import ShardWriter
@@ -223,7 +222,7 @@ class ShadowRun:
         if not any(f.chain_state for f in self.functions):
             return None
         for side in (self.legacy, self.refactored):
-            fresh_replay(side, np.zeros((0, HASH_SIZE), dtype=np.uint8))
+            fresh_replay(side, NO_COMMITMENTS)
         return commitments(shard.headers)
 
     def prime(self, until_block: int, groups: list | None = None) -> None:
@@ -275,12 +274,7 @@ class ShadowRun:
         t0 = time.perf_counter()
         identity = self.identity()
         groups = self.corpus.row_groups()
-        # reading ahead holds a second shard, writing on while the next shard is read holds
-        # its results, and keeping freed memory for the next shard saves its page faults
-        # (1M blocks, mode 3: 145k page faults -> 53k, median wall 5.46 -> 4.96 s): all three
-        # raise the peak RSS and pay only when the legacy twin does not run (mode 3: reading
-        # is then a third of the work; with legacy, under 2%)
-        self.corpus.release_memory = self.summary.mode.runs_legacy  # for pass 1: see below
+        self.corpus.release_memory = self.summary.mode.runs_legacy  # for pass 1: see ahead
         pool = ThreadPoolExecutor(1, thread_name_prefix="parity-scan")
         # pass 1 on a thread (Arrow and numpy release the GIL) from here on, while the run
         # directory starts and the warm-up loads the kernels; the index is complete before
@@ -302,6 +296,11 @@ class ShadowRun:
         except BaseException:
             pool.shutdown(cancel_futures=True)
             raise
+        # reading ahead holds a second shard, writing on while the next shard is read holds
+        # its results, and keeping freed memory for the next shard saves its page faults
+        # (1M blocks, mode 3: 145k page faults -> 53k, median wall 5.46 -> 4.96 s): all three
+        # raise the peak RSS and pay only when the legacy twin does not run (mode 3: reading
+        # is then a third of the work; with legacy, under 2%)
         ahead = not self.summary.mode.runs_legacy  # a resumed run's mode may have rolled back
         self.corpus.release_memory = not ahead
         self.metrics.set_mode(self.summary.mode)

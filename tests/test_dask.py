@@ -263,7 +263,7 @@ def test_own_local_cluster_runs_pass_one_at_the_driver(corpus, tmp_path, client,
     import parity.distributed as D
     calls = []
     real = D.recurring.scan
-    monkeypatch.setattr(D.recurring, "scan", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(D.recurring, "scan", lambda *a, **kw: calls.append(1) or real(*a, **kw))
     _set_env(client, BROKEN_TWIN="")
     single = _single(corpus, tmp_path)
     given = _dask(corpus, tmp_path, client)
