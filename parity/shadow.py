@@ -31,7 +31,14 @@ from parity.modes import Mode
 from parity.proctwin import DEFAULT_TIMEOUT
 from parity.progress import Progress
 from parity.records import from_json
-from parity.recurring import NO_COMMITMENTS, RecurringIndex, commitments, fresh_replay, scan
+from parity.recurring import (
+    NO_COMMITMENTS,
+    RecurringIndex,
+    commitment_view,
+    commitments,
+    fresh_replay,
+    scan,
+)
 from parity.runlog import RunDir, results_output
 from parity.runview import write_summary
 from parity.shardwriter import ShardWriter
@@ -211,7 +218,7 @@ class ShadowRun:
         that recur in ``shard`` (exact: the whole corpus before it is accounted for)."""
         if self.recurring is None:
             return
-        prime = self.recurring.prime(commitments(shard.headers))
+        prime = self.recurring.prime(commitment_view(shard.headers))
         for side in (self.legacy, self.refactored):
             fresh_replay(side, prime)
 
@@ -236,7 +243,7 @@ class ShadowRun:
                 break
             headers = self.corpus.read_headers(g)[:until_block - g.start]
             if self.recurring is not None:
-                self.recurring.record(commitments(headers))
+                self.recurring.record(commitment_view(headers))
             for side in (self.legacy, self.refactored):
                 if side.replay is not None and len(headers):
                     side.parent = headers[-1].tobytes()

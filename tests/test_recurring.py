@@ -117,6 +117,18 @@ def test_index_primes_exactly_the_earlier_recurring_commitments():
     assert len(index) == 4 and recurring.candidates([]).size == 0
 
 
+def test_the_sieve_lets_no_near_miss_through(monkeypatch):
+    """Hashes sharing a candidate's top 16 bits, or next to it, are not candidates: only
+    the equal ones reach the 32-byte comparison."""
+    rows = np.arange(8 * 32, dtype=np.uint8).reshape(8, 32)
+    hashes = np.array([0x12340005, 0x12340006, 0x12350005, 0x12340004, 0x12340005, 7, 7, 8],
+                      dtype=np.uint32)
+    monkeypatch.setattr(recurring, "hash32", lambda c, compiled=True: hashes[:len(c)])
+    index = recurring.RecurringIndex(recurring.candidates([hashes]))
+    assert index.candidates.tolist() == [7, 0x12340005]
+    assert index._candidate_rows(rows) == [rows[i].tobytes() for i in (0, 4, 5, 6)]
+
+
 def test_resume_and_replay_block_use_the_index(corpus, tmp_path):
     path, chain = corpus
     truth = reference(chain)
@@ -182,6 +194,10 @@ def test_hash32_mixes_like_the_numpy_reference(rows):
     headers = rng.integers(0, 256, (rows, C.HEADER_SIZE), dtype=np.uint8)
     headers.setflags(write=False)
     cases.append(headers[:, C.OFF_COMMITMENT_HASH:C.OFF_COMMITMENT_HASH + 32])  # a view
+    cases.append(recurring.commitment_view(headers)[::-1])  # rows backwards: copied first
+    wide = rng.integers(0, 256, (rows, 64), dtype=np.uint8)
+    cases.append(wide[:, ::2])  # bytes not adjacent: copied first
+    cases.append(wide[::3, 5:37])  # every third row of a wider array, at an odd offset
     for commits in cases:
         for compiled in (True, False):
             got = recurring.hash32(commits, compiled)
