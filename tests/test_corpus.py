@@ -67,6 +67,34 @@ def test_generator_is_deterministic(tmp_path):
     assert json.loads((tmp_path / "c" / "manifest.json").read_text())["files"] != a["files"]
 
 
+def test_block_files_store_hash_columns_plain_and_read_like_zstd_ones(faulty, tmp_path):
+    """The header and txids columns (hash bytes) are written uncompressed, the rest with
+    zstd; a file written with zstd everywhere (corpora of earlier versions, the samples)
+    reads into the same shards."""
+    c = open_corpus(faulty)
+    f = c.path / c.manifest.files[0].path
+    meta = pq.ParquetFile(f).metadata.row_group(0)
+    kinds = {meta.column(i).path_in_schema: meta.column(i).compression
+             for i in range(meta.num_columns)}
+    assert kinds == {"header": "UNCOMPRESSED", "txids.list.element": "UNCOMPRESSED",
+                     "numbers.list.element": "ZSTD", "target": "ZSTD",
+                     "indices.list.element": "ZSTD"}
+    old = tmp_path / "old"
+    shutil.copytree(faulty, old)
+    table = pq.read_table(f)
+    pq.write_table(table, old / f.name, compression="zstd",
+                   row_group_size=meta.num_rows)
+    manifest = json.loads((old / "manifest.json").read_text())
+    from parity.corpus.reader import file_blake3
+    manifest["files"][0]["blake3"] = file_blake3(old / f.name)
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    assert pq.ParquetFile(old / f.name).metadata.row_group(0).column(0).compression == "ZSTD"
+    a, b = open_corpus(faulty), open_corpus(old)
+    for g, h in zip(a.row_groups(), b.row_groups(), strict=True):
+        sa, sb = a.read_shard(g), b.read_shard(h)
+        assert all(np.array_equal(x, y) for x, y in zip(sa.arrays(), sb.arrays(), strict=True))
+
+
 def test_generator_without_anchor_and_chosen_rules(tmp_path):
     opts = GenerateOptions(blocks=400, seed=3, fault_rate=0.5, anchor=False,
                            rules=["PREV_HASH_MISMATCH", "COMMITMENT_REPLAY"], tiers=["cluster"])
