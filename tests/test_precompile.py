@@ -10,6 +10,7 @@ import os
 import pickle
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -123,6 +124,56 @@ def test_two_process_first_compile(tmp_path: Path) -> None:
                "validate._statuses", "_replay._mark")
     assert all(pre["loaded"][f"kernels.jit.{k}"] for k in entries), pre["loaded"]
     assert pre["run"] == pre["loaded"], "the run specialized a kernel the preload did not load"
+
+
+_CHILD = """
+import sys
+for step in sys.argv[1:]:
+    if step == "exit":
+        sys.exit(1)
+    if step == "wait":
+        assert sys.stdin.readline() == "go\\n"
+        continue
+    print("step", step, flush=True)
+print("compiled", "k." + sys.argv[1].split()[0], flush=True)
+"""
+
+
+def _children(**steps: list[str]) -> dict[str, subprocess.Popen]:
+    return {name: subprocess.Popen([sys.executable, "-c", _CHILD, *s], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, text=True)
+            for name, s in steps.items()}
+
+
+@pytest.mark.parametrize("case", ["both", "blocks_dies", "hashes_dies"])
+def test_each_group_waits_for_the_others_step_or_its_end(case: str) -> None:
+    """Each child goes on once the other reports the step it waits for, or once the other
+    is gone before reporting it: no child waits forever, every step is counted."""
+    from kernels.jit._precompile import CORE_STEP, SORT_STEP, _follow
+    hashes = [CORE_STEP, "wait", "merkle"]
+    blocks = ["rules", SORT_STEP, "wait", "reveal"]
+    if case == "blocks_dies":
+        blocks = ["rules", "exit"]
+    elif case == "hashes_dies":
+        hashes = ["exit"]
+    children = _children(hashes=hashes, blocks=blocks)
+    steps: list[int] = []
+    compiled: dict = {}
+    follow = threading.Thread(target=lambda: compiled.update(_follow(
+        children, lambda: steps.append(1))), daemon=True)
+    with children["hashes"], children["blocks"]:  # closes every pipe and waits for both
+        follow.start()
+        follow.join(60)
+        hung = follow.is_alive()
+        if hung:
+            for child in children.values():
+                child.kill()
+    follow.join(60)
+    assert not hung, "a child waited forever"
+    counted = [s for s in hashes + blocks if s not in ("wait", "exit")]
+    assert len(steps) == len(counted)
+    assert sorted(compiled) == sorted(n for n, s in (("hashes", hashes), ("blocks", blocks))
+                                      if "exit" not in s)
 
 
 def test_warm_or_disabled_cache_does_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
