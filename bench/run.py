@@ -168,7 +168,8 @@ def main() -> int:
     rows = run_suite(out, args.sizes)
     extras = {"package": measure.package_ratio(), "threads": measure.thread_scaling(),
               "startup": measure.startup(), "per_call": measure.per_call(),
-              "per_call_overhead": e2e.per_call_overhead(), "mode3": e2e.mode3_end_to_end()}
+              "per_call_overhead": e2e.per_call_overhead(), "mode3": e2e.mode3_end_to_end(),
+              "batch": measure.batch_speedups()}
     extras["shadow"] = [measure.shadow_run(int(b)) for b in args.shadow_blocks.split(",") if b]
     from bench import contention, dask_scaling, live, rust
     extras["contention"] = contention.run()
