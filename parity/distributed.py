@@ -48,7 +48,7 @@ LOCAL_CLUSTER_CONFIG = {"distributed.worker.profile.enabled": False,
 def hashes_task(corpus_path: str, g: RowGroup) -> np.ndarray:
     """Pass 1: a 32-bit hash of every block's commitment_hash (parity.recurring)."""
     h = open_corpus(corpus_path, verify=False).read_headers(g)
-    return recurring.hash32(recurring.commitments(h))
+    return recurring.hash32(recurring.commitment_view(h))
 
 
 def candidates_task(corpus_path: str, g: RowGroup, cands: np.ndarray) -> np.ndarray:

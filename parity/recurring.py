@@ -66,7 +66,7 @@ def _rows_buffer(commits: np.ndarray) -> tuple[np.ndarray, int]:
     a single compiled specialization, whatever array the rows are a view of."""
     n = commits.shape[0]
     s_row, s_byte = commits.strides
-    if (s_byte != 1 or s_row < C.HASH_SIZE):
+    if s_byte != 1 or s_row < C.HASH_SIZE:
         commits = np.ascontiguousarray(commits)
         s_row = C.HASH_SIZE
     buf = np.lib.stride_tricks.as_strided(commits, shape=((n - 1) * s_row + C.HASH_SIZE,),
@@ -133,8 +133,7 @@ def scan(corpus, groups, compiled: bool = True) -> np.ndarray:
     see :func:`hash32`)."""
     def hashes() -> Iterator[np.ndarray]:
         for headers in corpus.headers_of(groups):
-            yield hash32(commitment_view(headers) if compiled else commitments(headers),
-                         compiled)
+            yield hash32(commitment_view(headers), compiled)
             del headers
             if corpus.release_memory:
                 release_freed_memory()  # that row group's column is garbage now
@@ -162,8 +161,9 @@ class RecurringIndex:
             return []
         h = hash32(commits, compiled=self.compiled)
         at = np.flatnonzero(self._sieve[h >> np.uint32(16)])
-        pos = np.searchsorted(self.candidates, h[at])
-        at = at[self.candidates[np.minimum(pos, self.candidates.size - 1)] == h[at]]
+        sieved = h[at]
+        pos = np.searchsorted(self.candidates, sieved)
+        at = at[self.candidates[np.minimum(pos, self.candidates.size - 1)] == sieved]
         return [commits[i].tobytes() for i in at.tolist()]
 
     def record(self, commits: np.ndarray) -> None:
