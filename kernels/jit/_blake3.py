@@ -15,6 +15,7 @@ from numba import njit, prange
 
 from kernels import checks
 from kernels.config import INLINE_OPTIONS, JIT_OPTIONS, LANES, PARALLEL_OPTIONS
+from kernels.jit._sched import dynamic, restore
 
 IV0 = np.uint32(0x6A09E667)
 IV1 = np.uint32(0xBB67AE85)
@@ -260,8 +261,10 @@ def _hash_task(words, starts, stride, count, n, dest, task, out_words):
 @njit(**PARALLEL_OPTIONS)
 def _hash_parallel(words, starts, stride, count, n, dest, out_words):
     tasks = (count + GROUPS_PER_TASK * LANES - 1) // (GROUPS_PER_TASK * LANES)
+    previous = dynamic(tasks)
     for t in prange(tasks):
         _hash_task(words, starts, stride, count, n, dest, np.int64(t), out_words)
+    restore(previous)
 
 
 @njit(**JIT_OPTIONS)
@@ -318,8 +321,10 @@ def _var_task(words, sorted_starts, lengths, order, tasks, t, out_words):
 
 @njit(**PARALLEL_OPTIONS)
 def _var_parallel(words, sorted_starts, lengths, order, tasks, out_words):
+    previous = dynamic(tasks.shape[0])
     for t in prange(tasks.shape[0]):
         _var_task(words, sorted_starts, lengths, order, tasks, np.int64(t), out_words)
+    restore(previous)
 
 
 @njit(**JIT_OPTIONS)

@@ -11,6 +11,7 @@ import numpy as np
 from numba import njit, prange
 
 from kernels.config import JIT_OPTIONS, PARALLEL_OPTIONS
+from kernels.jit._sched import dynamic, restore
 
 PARTS = 8
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -53,8 +54,10 @@ def _plan(commits):
     """Each key's hash, and the keys grouped by part in block order (counting sort)."""
     n = commits.shape[0]
     hashes = np.empty(n, dtype=np.uint64)
+    previous = dynamic(n)
     for i in prange(n):
         _hash_key(commits, np.int64(i), hashes)
+    restore(previous)
     first = np.zeros(PARTS + 1, dtype=np.int64)
     for i in range(n):
         first[np.int64(hashes[i] & np.uint64(PARTS - 1)) + 1] += 1
@@ -84,8 +87,10 @@ def _mark_part(keys, used, commits, hashes, first, order, p, out, added):
 
 @njit(**PARALLEL_OPTIONS)
 def _mark(keys, used, commits, hashes, first, order, out, added):
+    previous = dynamic(PARTS)
     for p in prange(PARTS):
         _mark_part(keys, used, commits, hashes, first, order, np.int64(p), out, added)
+    restore(previous)
 
 
 @njit(**JIT_OPTIONS)

@@ -30,6 +30,7 @@ from kernels.jit._blake3 import (
     hash_rows_into,
     hash_words_into,
 )
+from kernels.jit._sched import dynamic, restore
 from kernels.jit._selftest import ensure_ready
 
 __all__ = ["merkle_root", "merkle_roots", "merkle_tree"]
@@ -62,6 +63,7 @@ def _next_level(level, start, count, parallel):
     pair_dest = np.empty(pairs, dtype=np.int64)
     odd_starts = np.empty(odd, dtype=np.int64)
     odd_dest = np.empty(odd, dtype=np.int64)
+    previous = dynamic(nblocks)
     for b in prange(nblocks):
         c = count[b]
         if c > 1:
@@ -69,6 +71,7 @@ def _next_level(level, start, count, parallel):
                         odd_starts, odd_dest)
             start[b] = prow[b] + orow[b]
             count[b] = c // 2 + (c & 1)
+    restore(previous)
     words = level.reshape(level.shape[0] * 32).view(np.uint32)
     out_words = nxt.reshape(nxt.shape[0] * 32).view(np.uint32)
     hash_words_into(words, pair_starts, np.int64(64), pair_dest, out_words, parallel)
@@ -162,8 +165,10 @@ def _lane_task(words, offsets, order, tasks, t, out_words):
 
 @njit(**PARALLEL_OPTIONS)
 def _lane_parallel(words, offsets, order, tasks, out_words):
+    previous = dynamic(tasks.shape[0])
     for t in prange(tasks.shape[0]):
         _lane_task(words, offsets, order, tasks, np.int64(t), out_words)
+    restore(previous)
 
 
 @njit(**JIT_OPTIONS)

@@ -11,6 +11,7 @@ from kernels import checks, config
 from kernels.config import JIT_OPTIONS, PARALLEL_OPTIONS
 from kernels.constants import HASH_SIZE, MAX_REVEAL_ITEMS, MIN_NUMBERS, OFF_PREV_HASH
 from kernels.jit._blake3 import hash_rows_into, hash_var_into
+from kernels.jit._sched import dynamic, restore
 from kernels.jit._selftest import ensure_ready
 
 __all__ = ["check_solutions", "commitment", "commitments", "problem_bytes", "problem_hash",
@@ -67,8 +68,10 @@ def _encode(values, offsets, targets, with_target):
         lengths[b] = 4 * (3 + 2 * k + extra)
         total += 3 + 2 * k + extra
     words = np.empty(total, dtype=np.uint32)
+    previous = dynamic(n)
     for b in prange(n):
         _encode_one(values, offsets, targets, with_target, np.int64(b), starts[b], words)
+    restore(previous)
     return words, starts, lengths
 
 
@@ -98,8 +101,10 @@ def _join(problem, salts, solution):
     every thread)."""
     n = problem.shape[0]
     joined = np.empty((n, 96), dtype=np.uint8)
+    previous = dynamic(n)
     for b in prange(n):
         _join_row(problem, salts, solution, np.int64(b), joined)
+    restore(previous)
     return joined
 
 
@@ -127,9 +132,11 @@ def _solution_ok(numbers, lo, hi, target, indices, ilo, ihi):
 
 @njit(**PARALLEL_OPTIONS)
 def _check_solutions_into(numbers, num_offsets, targets, indices, idx_offsets, out):
+    previous = dynamic(targets.shape[0])
     for b in prange(targets.shape[0]):
         out[b] = _solution_ok(numbers, num_offsets[b], num_offsets[b + 1], targets[b],
                               indices, idx_offsets[b], idx_offsets[b + 1])
+    restore(previous)
 
 
 def reveal_hashes(numbers: np.ndarray, num_offsets: np.ndarray, targets: np.ndarray,

@@ -17,6 +17,7 @@ from kernels.config import JIT_OPTIONS, PARALLEL_OPTIONS
 from kernels.constants import Block, Parent
 from kernels.jit._blake3 import hash_rows_into
 from kernels.jit._replay import ReplayState
+from kernels.jit._sched import dynamic, restore
 from kernels.jit._selftest import ensure_ready
 from kernels.jit.header import decode_headers, hash_headers
 from kernels.jit.merkle import _merkle_roots
@@ -124,10 +125,12 @@ def _block_status(h, b, hashes, roots, problem, commit, ok, counts, now_limit,
 @njit(**PARALLEL_OPTIONS)
 def _statuses(h, hashes, roots, problem, commit, ok, counts, now_limit, has_now_limit,
               target, has_parent, p_height, p_hash, p_ts, out):
+    previous = dynamic(h.shape[0])
     for b in prange(h.shape[0]):
         out[b] = _block_status(h, np.int64(b), hashes, roots, problem, commit, ok, counts,
                                now_limit, has_now_limit, target, has_parent, p_height, p_hash,
                                p_ts)
+    restore(previous)
 
 
 @njit(**JIT_OPTIONS)
@@ -139,8 +142,10 @@ def _commit_key(h, b, keys):
 @njit(**PARALLEL_OPTIONS)
 def _commit_keys(h):
     keys = np.empty((h.shape[0], 4), dtype=np.uint64)
+    previous = dynamic(h.shape[0])
     for b in prange(h.shape[0]):
         _commit_key(h, np.int64(b), keys)
+    restore(previous)
     return keys
 
 
