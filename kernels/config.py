@@ -40,11 +40,14 @@ PARALLEL_OPTIONS: dict[str, object] = {**JIT_OPTIONS, "parallel": True}
 #: measured, cause not found, so they stay inlined.)
 INLINE_OPTIONS: dict[str, object] = {**JIT_OPTIONS, "inline": "always"}
 
-#: each ``prange`` loop is cut into up to this many pieces that threads take as they come
-#: free (``kernels.jit._sched``), not one fixed half per thread, which made a loop wait
-#: for the thread sharing its core with another process. Pieces stay small because a
-#: thread the OS sets aside mid-piece still holds that piece. Needs numba's TBB layer
-#: (:func:`_prefer_tbb`); OpenMP deals the pieces out in a fixed order, as before.
+#: each ``prange`` loop of n iterations is scheduled in pieces of ``n // DYNAMIC_DIVISIONS``
+#: iterations (at least 1: so 256 to 511 pieces once n >= 256; ``kernels.jit._sched``),
+#: not one fixed half per thread, which made a loop wait for the thread sharing its core
+#: with another process. TBB hands the pieces to threads as ranges and splits a range
+#: for a thread that is free (work stealing); a thread the OS sets aside still holds the
+#: range it is running (about an eighth of a loop on 2 threads, counted in a review).
+#: Needs numba's TBB layer (:func:`_prefer_tbb`); OpenMP deals the pieces out in a
+#: fixed order, as before.
 DYNAMIC_DIVISIONS = 256
 
 #: inputs hashed side by side, one per lane (16 x uint32 = one AVX-512 register)
@@ -89,15 +92,16 @@ def _cache_by_source() -> None:
 
 
 def _prefer_tbb() -> None:
-    """numba's TBB threading layer: threads take a loop's pieces as they come free (work
-    stealing). Measured, a loop of 64 equal pieces on 2 threads, with a process spinning
+    """numba's TBB threading layer: a thread that is free takes part of another's share of
+    a loop (work stealing). Measured, a loop of 64 equal pieces on 2 threads, with a process spinning
     on one of the 2 cores: 147 ms on OpenMP's fixed halves, 102 ms on TBB (75 ms idle);
     and ``parity shadow --mode 3`` over 1M blocks, 6 alternating runs, kernel time 2.2 ->
     1.8 s (median; faster in each pair; why was not measured: TBB keeps its workers awake
     a moment between loops, where passive OpenMP puts them to sleep at once).
     pip's ``tbb`` package puts ``libtbb.so.12`` in the environment's ``lib`` directory,
     which the loader does not search: it is loaded here by path. Without it, OpenMP as
-    before. An explicit ``NUMBA_THREADING_LAYER`` wins (and finds TBB too)."""
+    before. An explicit ``NUMBA_THREADING_LAYER`` wins (the library is loaded for it too:
+    ``tbb`` finds it only so)."""
     lib = Path(sysconfig.get_path("data")) / "lib" / "libtbb.so.12"
     if sys.platform.startswith("linux") and lib.is_file():
         try:  # numba's default order tries TBB first, OpenMP next

@@ -54,8 +54,8 @@ def test_numpy_blas_threads_sleep_soon_unless_the_user_says_otherwise():
 
 
 def test_importing_parity_alone_leaves_the_process_as_it_was():
-    """Only the command sets these: a program that imports parity as a library keeps
-    Python's collector thresholds and its own BLAS settings."""
+    """A program that imports parity as a library (not its command line, ``parity.cli``)
+    keeps Python's collector thresholds and its own BLAS settings."""
     probe = ("import gc, os, parity, parity.shadow; "
              "print(gc.get_threshold(), os.environ.get('OPENBLAS_THREAD_TIMEOUT'))")
     assert _python("-c", probe).stdout.strip() == "(700, 10, 10) None"

@@ -1,6 +1,6 @@
 """How the JIT twin's parallel loops use threads (kernels/config.py, kernels/jit/_sched.py):
 numba's TBB layer when it is installed, an explicit choice winning, and every ``prange``
-loop cut into pieces that threads take as they come free."""
+loop scheduled in pieces that TBB hands to threads as they come free."""
 from __future__ import annotations
 
 import os
@@ -44,7 +44,8 @@ def test_kernels_run_on_tbb_where_it_is_installed_and_an_explicit_layer_wins():
         pytest.skip("the tbb package is not installed on this platform")
     assert _layer({}) == "tbb"
     assert _layer({"NUMBA_THREADING_LAYER": "omp"}) == "omp"
-    assert _layer({"NUMBA_THREADING_LAYER": "tbb"}) == "tbb"  # found without help
+    # named explicitly, TBB is found only because kernels/config.py loads its library
+    assert _layer({"NUMBA_THREADING_LAYER": "tbb"}) == "tbb"
 
 
 @njit(**{**PARALLEL_OPTIONS, "cache": False})

@@ -1,5 +1,6 @@
-"""How a kernel's ``prange`` loop is shared between threads: in about
-``DYNAMIC_DIVISIONS`` pieces taken as threads come free (see kernels/config.py).
+"""How a kernel's ``prange`` loop is shared between threads: in pieces of ``n //
+DYNAMIC_DIVISIONS`` iterations that TBB hands out as threads come free, not one fixed
+half per thread (see kernels/config.py).
 
 numba reads the piece size (its "parallel chunksize", a per-thread setting) when a loop
 starts. ``numba.set_parallel_chunksize`` calls the runtime through a ctypes pointer, which

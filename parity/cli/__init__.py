@@ -16,7 +16,8 @@ from collections.abc import Sequence
 #: numpy's OpenBLAS starts a thread per core when numpy loads, and each spins for about
 #: 2^28 cycles before it sleeps: 0.07-0.12 s of CPU at every start, taken from the
 #: checksums and the kernels' load on a 2-core machine. parity does no linear algebra;
-#: a twin that does keeps its BLAS threads, which sleep sooner. An explicit setting wins.
+#: a twin that does keeps its BLAS threads, which sleep sooner. Set when this module is
+#: imported (before numpy loads), so child processes inherit it; an explicit setting wins.
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 from parity.cli import corpus, fuzz, live, report, runs, serving, shrink
@@ -26,7 +27,8 @@ from parity.errors import ParityError, StateError
 #: by the hundred thousand, and at Python's default thresholds (700, 10, 10) the second
 #: full collection of a start held the GIL for 63 ms on the thread loading the kernels
 #: (gc callbacks, one ``parity shadow --mode 3``). A young generation of 10,000 objects
-#: leaves no full collection in the start: gc time 0.09 -> 0.04 s.
+#: leaves no full collection in the start: gc time 0.09 -> 0.04 s. Set by :func:`run`
+#: for the whole process (a long ``parity live`` too: fewer, larger young collections).
 GC_THRESHOLDS = (10_000, 10, 10)
 
 
